@@ -60,8 +60,8 @@ void DequantizeFp4(const Fp4Matrix& m, std::span<float> out);
 // Dequantizes row `row` into out[cols].
 void DequantizeFp4Row(const Fp4Matrix& m, int64_t row, std::span<float> out);
 
-// Checks that packed and scales have the sizes rows/cols/format imply and that tensor_scale
-// is finite and positive; INVALID_ARGUMENT naming `name` otherwise.
+// Checks that packed and scales have the sizes rows/cols/format imply, that no block scale is
+// NaN and that tensor_scale is finite and positive; INVALID_ARGUMENT naming `name` otherwise.
 absl::Status ValidateFp4Matrix(const Fp4Matrix& m, std::string_view name);
 
 }  // namespace rackserve::numerics

@@ -1,0 +1,189 @@
+#include "runtime/engine/engine.h"
+
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "runtime/base/status_macros.h"
+#include "runtime/engine/cpu_model_runner.h"
+#include "runtime/model/llama_weights.h"
+#include "runtime/sampling/sampler.h"
+
+namespace rackserve::engine {
+
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Load(const std::string& model_dir,
+                                                     const EngineOptions& options) {
+  if (options.backend != "cpu") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "backend '", options.backend, "' is not available in this build (available: cpu)"));
+  }
+  auto pool = std::make_unique<base::ThreadPool>(options.num_threads);
+  model::LoadOptions load;
+  load.quantize_format = options.quantize_format;
+  load.pool = pool.get();
+  RS_ASSIGN_OR_RETURN(model::LlamaWeights weights, model::LoadLlamaWeights(model_dir, load));
+
+  int64_t num_blocks = options.kv_num_blocks;
+  if (num_blocks <= 0) {
+    const int64_t block_bytes =
+        CpuModelRunner::KvBytesPerToken(weights.config) * options.kv_block_size;
+    num_blocks = block_bytes > 0 ? options.kv_cache_bytes / block_bytes : 0;
+    if (num_blocks <= 0) {
+      return absl::InvalidArgumentError(absl::StrCat("kv_cache_bytes ", options.kv_cache_bytes,
+                                                     " holds no KV block of ", block_bytes,
+                                                     " bytes"));
+    }
+  }
+  RS_ASSIGN_OR_RETURN(kv::KvCacheConfig kv,
+                      kv::KvCacheConfig::Create(options.kv_block_size, num_blocks));
+  RS_ASSIGN_OR_RETURN(
+      std::unique_ptr<CpuModelRunner> runner,
+      CpuModelRunner::Create(std::make_shared<const model::LlamaWeights>(std::move(weights)), kv,
+                             pool.get()));
+  return Create(std::move(runner), kv, options, std::move(pool));
+}
+
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::unique_ptr<ModelRunner> runner,
+                                                       const kv::KvCacheConfig& kv,
+                                                       const EngineOptions& options,
+                                                       std::unique_ptr<base::ThreadPool> pool) {
+  if (runner == nullptr) return absl::InvalidArgumentError("Engine: runner is null");
+  if (options.scheduler.max_running < 1 || options.scheduler.max_tokens_per_step < 1) {
+    return absl::InvalidArgumentError(
+        "scheduler: max_running and max_tokens_per_step must be at least 1");
+  }
+  return std::unique_ptr<Engine>(new Engine(std::move(runner), kv, options, std::move(pool)));
+}
+
+Engine::Engine(std::unique_ptr<ModelRunner> runner, const kv::KvCacheConfig& kv,
+               const EngineOptions& options, std::unique_ptr<base::ThreadPool> pool)
+    : pool_(std::move(pool)),
+      runner_(std::move(runner)),
+      kv_(kv),
+      allocator_(kv.num_blocks),
+      scheduler_(options.scheduler, kv_, &allocator_) {}
+
+Engine::~Engine() = default;
+
+absl::Status Engine::ValidateRequest(const Request& request) const {
+  const model::ModelConfig& c = config();
+  if (request.prompt.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("request ", request.id, ": prompt is empty"));
+  }
+  for (size_t i = 0; i < request.prompt.size(); ++i) {
+    const int32_t t = request.prompt[i];
+    if (t < 0 || t >= c.vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat("request ", request.id, ": prompt[", i,
+                                                     "] = ", t, " is outside the vocabulary [0, ",
+                                                     c.vocab_size, ")"));
+    }
+  }
+  const int64_t len = static_cast<int64_t>(request.prompt.size());
+  if (len >= c.max_position_embeddings) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "request ", request.id, ": prompt has ", len, " tokens; the context holds ",
+        c.max_position_embeddings, " (prompt and at least one generated token)"));
+  }
+  absl::Status s = sampling::ValidateSamplingParams(request.sampling, c.vocab_size);
+  if (!s.ok()) {
+    return absl::Status(s.code(), absl::StrCat("request ", request.id, ": ", s.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Engine::Submit(Request request) {
+  RS_RETURN_IF_ERROR(ValidateRequest(request));
+  if (requests_.contains(request.id)) {
+    return absl::AlreadyExistsError(absl::StrCat("request ", request.id, " is already in flight"));
+  }
+  InFlight state;
+  state.sampling = std::move(request.sampling);
+  state.return_logits = request.return_logits;
+  const int64_t len = static_cast<int64_t>(request.prompt.size());
+  state.max_new_tokens =
+      std::min(state.sampling.max_new_tokens, config().max_position_embeddings - len);
+  RS_RETURN_IF_ERROR(scheduler_.Add(request.id, std::move(request.prompt), state.max_new_tokens));
+  requests_.emplace(request.id, std::move(state));
+  return absl::OkStatus();
+}
+
+absl::Status Engine::Cancel(RequestId id) {
+  if (!requests_.contains(id)) {
+    return absl::NotFoundError(absl::StrCat("request ", id, " is not in flight"));
+  }
+  RS_RETURN_IF_ERROR(scheduler_.Remove(id));
+  requests_.erase(id);
+  TokenEvent event;
+  event.id = id;
+  event.finish = sampling::FinishReason::kCancelled;
+  pending_.push_back(std::move(event));
+  return absl::OkStatus();
+}
+
+bool Engine::has_work() const { return scheduler_.has_work() || !pending_.empty(); }
+
+absl::StatusOr<std::vector<TokenEvent>> Engine::Step(StepStats* stats) {
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<TokenEvent> events = std::move(pending_);
+  pending_.clear();
+  StepStats local;
+  const scheduler::StepPlan plan = scheduler_.Schedule();
+  local.preempted = static_cast<int64_t>(plan.preempted.size());
+
+  if (!plan.empty()) {
+    std::vector<BatchChunk> chunks;
+    chunks.reserve(plan.chunks.size());
+    for (const scheduler::ScheduledChunk& sc : plan.chunks) {
+      const scheduler::Sequence& seq = *sc.seq;
+      BatchChunk chunk;
+      chunk.tokens = std::span<const int32_t>(seq.tokens).subspan(sc.start, sc.count);
+      chunk.start = sc.start;
+      chunk.block_table = seq.block_table;
+      chunk.samples = sc.samples;
+      chunks.push_back(chunk);
+      const bool decode = sc.count == 1 && sc.start >= seq.prompt_len;
+      (decode ? local.decode_tokens : local.prefill_tokens) += sc.count;
+    }
+    local.num_sequences = static_cast<int64_t>(chunks.size());
+    std::vector<float> logits;
+    absl::Status run = runner_->Forward(chunks, &logits);
+    if (!run.ok()) {
+      return absl::InternalError(absl::StrCat("forward pass failed: ", run.ToString()));
+    }
+    scheduler_.Commit(plan);
+
+    const int64_t vocab = config().vocab_size;
+    int64_t row = 0;
+    for (const scheduler::ScheduledChunk& sc : plan.chunks) {
+      if (!sc.samples) continue;
+      const RequestId id = sc.seq->id;
+      const std::span<const float> row_logits(logits.data() + row * vocab, vocab);
+      ++row;
+      const InFlight& state = requests_.at(id);
+      const int64_t generated = static_cast<int64_t>(sc.seq->tokens.size()) - sc.seq->prompt_len;
+      TokenEvent event;
+      event.id = id;
+      event.index = generated;
+      event.token = sampling::SampleToken(row_logits, state.sampling, generated);
+      if (state.return_logits) event.logits.assign(row_logits.begin(), row_logits.end());
+      event.finish = sampling::CheckStop(event.token, generated + 1, state.sampling,
+                                         config().eos_token_ids);
+      if (event.finish == sampling::FinishReason::kNone && generated + 1 >= state.max_new_tokens) {
+        event.finish = sampling::FinishReason::kLength;  // the context is full
+      }
+      scheduler_.AppendToken(id, event.token);
+      if (event.finish != sampling::FinishReason::kNone) {
+        RS_RETURN_IF_ERROR(scheduler_.Remove(id));
+        requests_.erase(id);
+      }
+      ++local.generated_tokens;
+      events.push_back(std::move(event));
+    }
+  }
+  local.kv_blocks_total = allocator_.num_blocks();
+  local.kv_blocks_used = allocator_.num_blocks() - allocator_.num_free();
+  local.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (stats != nullptr) *stats = local;
+  return events;
+}
+
+}  // namespace rackserve::engine

@@ -1,0 +1,114 @@
+// Engine: serves generation requests on one model replica — continuous batching over a paged KV
+// cache, one ModelRunner forward per step, sampling and stop conditions.
+//
+// Usage: Submit() requests, call Step() while has_work(); each Step() returns the tokens it
+// produced (and the final event of each request that ended). Every submitted request ends with
+// exactly one event whose `finish` is not kNone: after its last token, or on Cancel().
+// Thread-safety: none; one thread drives an Engine (the worker wraps it with its own queue).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "runtime/base/thread_pool.h"
+#include "runtime/engine/model_runner.h"
+#include "runtime/kv/block_allocator.h"
+#include "runtime/kv/kv_cache_config.h"
+#include "runtime/numerics/fp4_matrix.h"
+#include "runtime/sampling/sampling_params.h"
+#include "runtime/sampling/stop_condition.h"
+#include "runtime/scheduler/scheduler.h"
+
+namespace rackserve::engine {
+
+using RequestId = scheduler::RequestId;
+
+struct EngineOptions {
+  std::string backend = "cpu";        // "cpu" (the only backend built into this engine so far)
+  int num_threads = 0;                // CPU threads for the ops; 0 = all cores
+  int kv_block_size = 16;             // tokens per KV block
+  int64_t kv_cache_bytes = int64_t{512} << 20;  // KV cache memory; sets the number of blocks
+  int64_t kv_num_blocks = 0;          // explicit number of KV blocks (overrides kv_cache_bytes)
+  scheduler::SchedulerOptions scheduler;
+  // Format bf16/fp16/fp32 checkpoints are quantized to at load (NVFP4 checkpoints load as is).
+  numerics::Fp4Format quantize_format = numerics::Fp4Format::kNvfp4;
+};
+
+struct Request {
+  RequestId id = 0;
+  std::vector<int32_t> prompt;         // token ids, non-empty, inside the vocabulary
+  sampling::SamplingParams sampling;
+  bool return_logits = false;          // attach each token's logits to its event
+};
+
+struct TokenEvent {
+  RequestId id = 0;
+  int32_t token = -1;   // the generated token; -1 for an event that only ends the request
+  int64_t index = -1;   // index of the token among the request's generated tokens
+  sampling::FinishReason finish = sampling::FinishReason::kNone;
+  std::vector<float> logits;  // [vocab], when the request asked for them
+};
+
+struct StepStats {
+  int64_t prefill_tokens = 0;  // prompt (and recomputed) tokens run this step
+  int64_t decode_tokens = 0;   // single-token decode rows run this step
+  int64_t generated_tokens = 0;
+  int64_t num_sequences = 0;   // sequences in the batch
+  int64_t preempted = 0;
+  int64_t kv_blocks_used = 0;
+  int64_t kv_blocks_total = 0;
+  double seconds = 0;          // wall time of the step
+};
+
+class Engine {
+ public:
+  // Loads the model directory and builds the backend named in options.
+  static absl::StatusOr<std::unique_ptr<Engine>> Load(const std::string& model_dir,
+                                                      const EngineOptions& options);
+  // An engine over an existing runner whose KV cache has kv.num_blocks blocks.
+  static absl::StatusOr<std::unique_ptr<Engine>> Create(std::unique_ptr<ModelRunner> runner,
+                                                        const kv::KvCacheConfig& kv,
+                                                        const EngineOptions& options,
+                                                        std::unique_ptr<base::ThreadPool> pool);
+  ~Engine();
+
+  // Validates and queues a request. INVALID_ARGUMENT naming the field (empty prompt, token outside
+  // the vocabulary, prompt not shorter than the context, bad sampling parameter, a request that
+  // cannot fit in the KV cache even alone); ALREADY_EXISTS for an id in flight. Nothing changes
+  // on error.
+  absl::Status Submit(Request request);
+  // Ends a request now; its final event (kCancelled) comes with the next Step(). NOT_FOUND for an
+  // id not in flight.
+  absl::Status Cancel(RequestId id);
+  // Runs one batch step. Errors are INTERNAL (a backend failure); the engine is then unusable.
+  absl::StatusOr<std::vector<TokenEvent>> Step(StepStats* stats = nullptr);
+
+  bool has_work() const;
+  int64_t num_in_flight() const { return static_cast<int64_t>(requests_.size()); }
+  const model::ModelConfig& config() const { return runner_->config(); }
+  const kv::KvCacheConfig& kv_config() const { return kv_; }
+
+ private:
+  struct InFlight {
+    sampling::SamplingParams sampling;
+    bool return_logits = false;
+    int64_t max_new_tokens = 0;  // sampling.max_new_tokens, clipped to the context
+  };
+  Engine(std::unique_ptr<ModelRunner> runner, const kv::KvCacheConfig& kv,
+         const EngineOptions& options, std::unique_ptr<base::ThreadPool> pool);
+  absl::Status ValidateRequest(const Request& request) const;
+
+  std::unique_ptr<base::ThreadPool> pool_;  // before runner_: the runner may use it
+  std::unique_ptr<ModelRunner> runner_;
+  kv::KvCacheConfig kv_;
+  kv::BlockAllocator allocator_;
+  scheduler::Scheduler scheduler_;
+  absl::flat_hash_map<RequestId, InFlight> requests_;
+  std::vector<TokenEvent> pending_;  // final events of cancelled requests, sent by the next Step
+};
+
+}  // namespace rackserve::engine

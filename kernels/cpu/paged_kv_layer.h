@@ -3,8 +3,8 @@
 //
 // Layout: k and v are each float32 [num_blocks, block_size, num_kv_heads, head_dim],
 // row-major. A token's cache slot is slot = block * block_size + offset (offset < block_size);
-// its key for kv head g is k[(slot * num_kv_heads + g) * head_dim + 0 : head_dim], its value
-// the same place in v. A sequence's block table lists its block ids in position order, so
+// element i of its key for kv head g is k[(slot * num_kv_heads + g) * head_dim + i], and of
+// its value the same place in v. A sequence's block table lists its block ids in position order, so
 // position p lives in block table[p / block_size] at offset p % block_size.
 #pragma once
 
@@ -29,8 +29,8 @@ struct PagedKvLayer {
   int64_t slot_stride() const { return num_kv_heads * head_dim; }
 };
 
-// OK when k and v are non-null and every size is positive; otherwise INVALID_ARGUMENT
-// "<op>: cache.<field> ..." naming the field and its value.
+// OK when k and v are non-null and do not overlap and every size is positive; otherwise
+// INVALID_ARGUMENT "<op>: argument cache.<field> ..." naming the field and its value.
 absl::Status ValidatePagedKvLayer(const PagedKvLayer& cache, std::string_view op);
 
 }  // namespace rackserve::kernels::cpu

@@ -1,9 +1,9 @@
 // SiluMul: the gated activation of the Llama MLP (SwiGLU),
-//   out[i, j] = silu(gate_up[i, j]) * gate_up[i, f + j],  silu(g) = g / (1 + exp(-g)),
-// where each row of gate_up [m, 2f] holds the gate projection then the up projection.
+//   out[i, j] = silu(gate[i, j]) * up[i, j],  silu(g) = g / (1 + exp(-g)),
+// where gate and up are the outputs of the gate and up projections.
 //
-// Shapes (row-major float32): gate_up [m, 2f], out [m, f]. out may be gate_up itself (the
-// result is compacted into the front of the buffer); any other overlap is rejected.
+// Shapes (row-major float32): gate [m, f], up [m, f], out [m, f]. out may be gate or up itself
+// (every element is read before it is written); any other overlap is rejected.
 // Single-threaded; reentrant.
 #pragma once
 
@@ -13,7 +13,7 @@
 
 namespace rackserve::kernels::cpu {
 
-// INVALID_ARGUMENT when m < 0, f <= 0, a pointer is null, or out partially overlaps gate_up.
-absl::Status SiluMul(const float* gate_up, int64_t m, int64_t f, float* out);
+// INVALID_ARGUMENT when m < 0, f <= 0, a pointer is null, or out partially overlaps an input.
+absl::Status SiluMul(const float* gate, const float* up, int64_t m, int64_t f, float* out);
 
 }  // namespace rackserve::kernels::cpu

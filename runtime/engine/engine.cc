@@ -47,10 +47,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::unique_ptr<ModelRunn
                                                        const EngineOptions& options,
                                                        std::unique_ptr<base::ThreadPool> pool) {
   if (runner == nullptr) return absl::InvalidArgumentError("Engine: runner is null");
-  if (options.scheduler.max_running < 1 || options.scheduler.max_tokens_per_step < 1) {
-    return absl::InvalidArgumentError(
-        "scheduler: max_running and max_tokens_per_step must be at least 1");
-  }
+  RS_RETURN_IF_ERROR(scheduler::ValidateSchedulerOptions(options.scheduler));
   return std::unique_ptr<Engine>(new Engine(std::move(runner), kv, options, std::move(pool)));
 }
 

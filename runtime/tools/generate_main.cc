@@ -81,6 +81,19 @@ int Main(int argc, char** argv) {
   const std::string model_dir = absl::GetFlag(FLAGS_model);
   if (model_dir.empty()) Fail(kTool, "--model is required");
 
+  engine::EngineOptions options;
+  options.backend = absl::GetFlag(FLAGS_backend);
+  options.num_threads = absl::GetFlag(FLAGS_threads);
+  options.kv_cache_bytes = absl::GetFlag(FLAGS_kv_cache_mb) << 20;
+  options.kv_block_size = absl::GetFlag(FLAGS_kv_block_size);
+  options.scheduler.max_tokens_per_step = absl::GetFlag(FLAGS_max_tokens_per_step);
+  options.scheduler.max_running = absl::GetFlag(FLAGS_max_running);
+  options.quantize_format = OrFail(numerics::ParseFp4Format(absl::GetFlag(FLAGS_quantize_format)));
+  const auto load_start = std::chrono::steady_clock::now();
+  std::unique_ptr<engine::Engine> engine = OrFail(engine::Engine::Load(model_dir, options));
+  const double load_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
+
   std::vector<std::string> texts;
   if (std::string text = absl::GetFlag(FLAGS_prompt); !text.empty()) texts.push_back(text);
   if (const std::string file = absl::GetFlag(FLAGS_prompt_file); !file.empty()) {
@@ -103,19 +116,6 @@ int Main(int argc, char** argv) {
     for (const std::string& text : texts) prompts.push_back(OrFail(tokenizer->Encode(text, true)));
   }
   if (prompts.empty()) Fail(kTool, "no prompt: give --prompt, --prompt_file or --prompt_ids");
-
-  engine::EngineOptions options;
-  options.backend = absl::GetFlag(FLAGS_backend);
-  options.num_threads = absl::GetFlag(FLAGS_threads);
-  options.kv_cache_bytes = absl::GetFlag(FLAGS_kv_cache_mb) << 20;
-  options.kv_block_size = absl::GetFlag(FLAGS_kv_block_size);
-  options.scheduler.max_tokens_per_step = absl::GetFlag(FLAGS_max_tokens_per_step);
-  options.scheduler.max_running = absl::GetFlag(FLAGS_max_running);
-  options.quantize_format = OrFail(numerics::ParseFp4Format(absl::GetFlag(FLAGS_quantize_format)));
-  const auto load_start = std::chrono::steady_clock::now();
-  std::unique_ptr<engine::Engine> engine = OrFail(engine::Engine::Load(model_dir, options));
-  const double load_s =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
 
   const bool want_logits = !absl::GetFlag(FLAGS_logits_out).empty();
   int64_t prompt_tokens = 0;

@@ -18,7 +18,7 @@ void ProgressBar::Update(int64_t done, int64_t total) {
 
 void ProgressBar::Finish() {
   if (!drawn_) return;
-  Draw();
+  if (drawn_done_ != done_) Draw();
   std::fputc('\n', stderr);
 }
 
@@ -36,6 +36,7 @@ void ProgressBar::Draw() {
                unit_.c_str(), eta);
   std::fflush(stderr);
   drawn_ = true;
+  drawn_done_ = done_;
 }
 
 }  // namespace rackserve::tools

@@ -26,6 +26,7 @@ class ProgressBar {
   int64_t done_ = 0;
   int64_t total_ = 0;
   bool drawn_ = false;
+  int64_t drawn_done_ = -1;  // done_ at the last draw
 };
 
 }  // namespace rackserve::tools

@@ -227,7 +227,7 @@ TEST_F(EngineBatchTest, OutputIdenticalWithChunkedPrefill) {
 TEST_F(EngineBatchTest, OutputIdenticalAfterPreemptionAndRecompute) {
   EngineOptions options;
   options.kv_block_size = 4;
-  options.kv_num_blocks = 24;  // 96 tokens for six requests of up to 75: preemption is certain
+  options.kv_num_blocks = 20;  // 80 tokens for six requests of up to 75: preemption is certain
   auto engine = LoadOrDie(*dir_, options);
   int64_t preempted = 0;
   auto batched = RunAll(*engine, MixedRequests(), &preempted);

@@ -18,7 +18,7 @@ namespace {
 
 template <typename T>
 struct DeviceBuffer {
-  explicit DeviceBuffer(size_t n) { EXPECT_EQ(cudaMalloc(&ptr, n * sizeof(T)), cudaSuccess); }
+  explicit DeviceBuffer(size_t n) { EXPECT_EQ(cudaMalloc(reinterpret_cast<void**>(&ptr), n * sizeof(T)), cudaSuccess); }
   ~DeviceBuffer() { cudaFree(ptr); }
   T* ptr = nullptr;
 };

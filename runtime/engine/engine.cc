@@ -5,27 +5,19 @@
 #include "absl/strings/str_cat.h"
 #include "runtime/base/status_macros.h"
 #include "runtime/engine/cpu_model_runner.h"
-#include "runtime/model/llama_weights.h"
+#include "runtime/model/model_config.h"
+#include "runtime/parallel/llama_shard.h"
+#include "runtime/parallel/shard_plan.h"
+#include "runtime/parallel/world_config.h"
 #include "runtime/sampling/sampler.h"
 
 namespace rackserve::engine {
 
-absl::StatusOr<std::unique_ptr<Engine>> Engine::Load(const std::string& model_dir,
-                                                     const EngineOptions& options) {
-  if (options.backend != "cpu") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "backend '", options.backend, "' is not available in this build (available: cpu)"));
-  }
-  auto pool = std::make_unique<base::ThreadPool>(options.num_threads);
-  model::LoadOptions load;
-  load.quantize_format = options.quantize_format;
-  load.pool = pool.get();
-  RS_ASSIGN_OR_RETURN(model::LlamaWeights weights, model::LoadLlamaWeights(model_dir, load));
-
+absl::StatusOr<kv::KvCacheConfig> KvCacheConfigFor(const model::ModelConfig& config,
+                                                   const EngineOptions& options) {
   int64_t num_blocks = options.kv_num_blocks;
   if (num_blocks <= 0) {
-    const int64_t block_bytes =
-        CpuModelRunner::KvBytesPerToken(weights.config) * options.kv_block_size;
+    const int64_t block_bytes = CpuShardExecutor::KvBytesPerToken(config) * options.kv_block_size;
     num_blocks = block_bytes > 0 ? options.kv_cache_bytes / block_bytes : 0;
     if (num_blocks <= 0) {
       return absl::InvalidArgumentError(absl::StrCat("kv_cache_bytes ", options.kv_cache_bytes,
@@ -33,13 +25,33 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Load(const std::string& model_di
                                                      " bytes"));
     }
   }
-  RS_ASSIGN_OR_RETURN(kv::KvCacheConfig kv,
-                      kv::KvCacheConfig::Create(options.kv_block_size, num_blocks));
+  return kv::KvCacheConfig::Create(options.kv_block_size, num_blocks);
+}
+
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Load(const std::string& model_dir,
+                                                     const EngineOptions& options) {
+  if (options.backend != "cpu") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "backend '", options.backend, "' is not available in this build (available: cpu)"));
+  }
+  RS_ASSIGN_OR_RETURN(model::ModelConfig config,
+                      model::ModelConfig::FromFile(model_dir + "/config.json"));
+  RS_ASSIGN_OR_RETURN(parallel::WorldConfig world, parallel::WorldConfig::Create(1, 1, 0));
+  RS_ASSIGN_OR_RETURN(parallel::ShardPlan plan,
+                      parallel::PlanShard(config, world, {},
+                                          numerics::Fp4BlockSize(options.quantize_format)));
+  auto pool = std::make_unique<base::ThreadPool>(options.num_threads);
+  model::LoadOptions load;
+  load.quantize_format = options.quantize_format;
+  load.pool = pool.get();
+  RS_ASSIGN_OR_RETURN(parallel::LlamaShard shard, parallel::LoadLlamaShard(model_dir, plan, load));
+  RS_ASSIGN_OR_RETURN(kv::KvCacheConfig kv, KvCacheConfigFor(shard.config, options));
   RS_ASSIGN_OR_RETURN(
-      std::unique_ptr<CpuModelRunner> runner,
-      CpuModelRunner::Create(std::make_shared<const model::LlamaWeights>(std::move(weights)), kv,
-                             pool.get()));
-  return Create(std::move(runner), kv, options, std::move(pool));
+      std::unique_ptr<CpuShardExecutor> executor,
+      CpuShardExecutor::Create(std::make_shared<const parallel::LlamaShard>(std::move(shard)), kv,
+                               pool.get(), nullptr));
+  return Create(std::make_unique<CpuModelRunner>(std::move(executor)), kv, options,
+                std::move(pool));
 }
 
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::unique_ptr<ModelRunner> runner,

@@ -64,6 +64,12 @@ struct StepStats {
   double seconds = 0;          // wall time of the step
 };
 
+// The KV cache configuration `options` ask for on `config`: kv_num_blocks blocks, or as many as
+// kv_cache_bytes holds for the whole model's KV (so every rank of a replica agrees).
+// INVALID_ARGUMENT naming the option when no block fits or the block size is invalid.
+absl::StatusOr<kv::KvCacheConfig> KvCacheConfigFor(const model::ModelConfig& config,
+                                                   const EngineOptions& options);
+
 class Engine {
  public:
   // Loads the model directory and builds the backend named in options.

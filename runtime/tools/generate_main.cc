@@ -1,6 +1,7 @@
 // rackserve-generate: loads a model directory and generates for token ids or text prompts on the
 // engine, printing each completion and the throughput. See --help.
 #include <chrono>
+#include <filesystem>
 #include <cstdio>
 #include <fstream>
 #include <map>
@@ -14,10 +15,19 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "runtime/base/status_macros.h"
+#include "runtime/comm/file_rendezvous.h"
+#include "runtime/comm/ucx_communicator.h"
+#include "runtime/engine/cpu_shard_executor.h"
+#include "runtime/engine/distributed_model_runner.h"
 #include "runtime/engine/engine.h"
+#include "runtime/parallel/llama_shard.h"
+#include "runtime/parallel/shard_plan.h"
+#include "runtime/parallel/world_config.h"
 #include "runtime/io/safetensors_writer.h"
 #include "runtime/model/tokenizer.h"
 #include "runtime/tools/command_line.h"
+#include "runtime/tools/rank_launcher.h"
 
 ABSL_FLAG(std::string, model, "", "model directory (config.json + safetensors)");
 ABSL_FLAG(std::string, prompt, "", "a text prompt; needs the model's tokenizer.model");
@@ -42,6 +52,13 @@ ABSL_FLAG(int, max_running, 256, "most sequences per step");
 ABSL_FLAG(std::string, quantize_format, "nvfp4",
           "FP4 format for bf16/fp32 checkpoints quantized at load: nvfp4 or mxfp4");
 ABSL_FLAG(bool, print_ids, false, "print generated token ids instead of text");
+ABSL_FLAG(int, tp, 1, "tensor-parallel ranks of the replica (processes on this machine)");
+ABSL_FLAG(int, pp, 1, "pipeline-parallel stages of the replica (processes on this machine)");
+ABSL_FLAG(std::vector<std::string>, pp_layers, {},
+          "layers per pipeline stage, e.g. 3,5 (default: an even split)");
+ABSL_FLAG(int, rank, -1, "internal: this process's rank in a tp x pp replica (set by the launcher)");
+ABSL_FLAG(std::string, rendezvous_dir, "", "internal: the replica's rendezvous directory");
+ABSL_FLAG(double, comm_timeout_s, 30, "seconds a rank waits on another before failing");
 
 namespace rackserve::tools {
 namespace {
@@ -74,13 +91,7 @@ std::vector<std::vector<int32_t>> ParseIdPrompts(const std::vector<std::string>&
   return out;
 }
 
-int Main(int argc, char** argv) {
-  ParseCommandLine(argc, argv,
-                   "rackserve-generate --model DIR (--prompt TEXT | --prompt_ids \"1 2 3\" | "
-                   "--prompt_file FILE) [options]");
-  const std::string model_dir = absl::GetFlag(FLAGS_model);
-  if (model_dir.empty()) Fail(kTool, "--model is required");
-
+engine::EngineOptions EngineOptionsFromFlags() {
   engine::EngineOptions options;
   options.backend = absl::GetFlag(FLAGS_backend);
   options.num_threads = absl::GetFlag(FLAGS_threads);
@@ -89,8 +100,113 @@ int Main(int argc, char** argv) {
   options.scheduler.max_tokens_per_step = absl::GetFlag(FLAGS_max_tokens_per_step);
   options.scheduler.max_running = absl::GetFlag(FLAGS_max_running);
   options.quantize_format = OrFail(numerics::ParseFp4Format(absl::GetFlag(FLAGS_quantize_format)));
+  return options;
+}
+
+// The model replica this process serves in. Members are destroyed in reverse order: the engine
+// (and its runner) before the communicators it uses.
+struct Replica {
+  std::unique_ptr<comm::Communicator> world;  // all ranks (multi-process replicas only)
+  std::unique_ptr<comm::Communicator> tp;     // this stage's TP group (tp > 1 only)
+  std::unique_ptr<engine::Engine> engine;     // leader only; null on a follower that finished
+  engine::DistributedModelRunner* distributed = nullptr;  // owned by engine
+};
+
+absl::StatusOr<std::unique_ptr<comm::Communicator>> Connect(const std::string& dir, int size,
+                                                            int rank, const std::string& layout,
+                                                            const std::string& model_dir) {
+  comm::WorldSpec spec;
+  spec.size = size;
+  spec.layout = layout;
+  spec.model = std::filesystem::absolute(model_dir).lexically_normal().string();
+  comm::UcxOptions ucx;
+  ucx.timeout = absl::Seconds(absl::GetFlag(FLAGS_comm_timeout_s));
+  std::unique_ptr<comm::Rendezvous> rendezvous = comm::MakeFileRendezvous(dir);
+  return comm::CreateUcxCommunicator(spec, rank, *rendezvous, ucx);
+}
+
+// One process: loads the whole model into an Engine. A rank of a tp x pp replica: connects to the
+// other ranks, loads its shard, then either leads (returns the engine) or follows the leader's
+// steps until it shuts the replica down (returns no engine).
+absl::StatusOr<Replica> BuildReplica(const std::string& model_dir,
+                                     const engine::EngineOptions& options) {
+  Replica replica;
+  const int tp = absl::GetFlag(FLAGS_tp), pp = absl::GetFlag(FLAGS_pp);
+  if (tp * pp == 1) {
+    RS_ASSIGN_OR_RETURN(replica.engine, engine::Engine::Load(model_dir, options));
+    return replica;
+  }
+  RS_ASSIGN_OR_RETURN(parallel::WorldConfig world,
+                      parallel::WorldConfig::Create(tp, pp, absl::GetFlag(FLAGS_rank)));
+  const std::string dir = absl::GetFlag(FLAGS_rendezvous_dir);
+  RS_ASSIGN_OR_RETURN(replica.world,
+                      Connect(dir + "/world", world.size(), world.rank, world.Layout(), model_dir));
+  if (tp > 1) {
+    RS_ASSIGN_OR_RETURN(replica.tp, Connect(absl::StrCat(dir, "/tp-stage", world.stage()), tp,
+                                            world.tp_rank(),
+                                            absl::StrCat(world.Layout(), "-stage", world.stage()),
+                                            model_dir));
+  }
+  std::vector<int64_t> stage_layers;
+  for (const std::string& n : absl::GetFlag(FLAGS_pp_layers)) {
+    int64_t layers;
+    if (!absl::SimpleAtoi(n, &layers)) {
+      return absl::InvalidArgumentError(absl::StrCat("--pp_layers: '", n, "' is not a number"));
+    }
+    stage_layers.push_back(layers);
+  }
+  RS_ASSIGN_OR_RETURN(model::ModelConfig config,
+                      model::ModelConfig::FromFile(model_dir + "/config.json"));
+  RS_ASSIGN_OR_RETURN(parallel::ShardPlan plan,
+                      parallel::PlanShard(config, world, stage_layers,
+                                          numerics::Fp4BlockSize(options.quantize_format)));
+  auto pool = std::make_unique<base::ThreadPool>(options.num_threads);
+  model::LoadOptions load;
+  load.quantize_format = options.quantize_format;
+  load.pool = pool.get();
+  RS_ASSIGN_OR_RETURN(parallel::LlamaShard shard, parallel::LoadLlamaShard(model_dir, plan, load));
+  RS_ASSIGN_OR_RETURN(kv::KvCacheConfig kv, engine::KvCacheConfigFor(config, options));
+  RS_ASSIGN_OR_RETURN(
+      std::unique_ptr<engine::CpuShardExecutor> executor,
+      engine::CpuShardExecutor::Create(std::make_shared<const parallel::LlamaShard>(std::move(shard)),
+                                       kv, pool.get(), replica.tp.get()));
+  if (world.rank != 0) {
+    engine::PipelineStats stats;
+    RS_RETURN_IF_ERROR(engine::RunFollower(*replica.world, *executor, &stats));
+    std::fprintf(stderr, "%s: rank %d (stage %d, tp rank %d): %lld steps, busy %.3f s of %.3f s\n",
+                 kTool, world.rank, world.stage(), world.tp_rank(),
+                 static_cast<long long>(stats.steps), stats.compute_seconds, stats.step_seconds);
+    return replica;
+  }
+  auto runner = std::make_unique<engine::DistributedModelRunner>(replica.world.get(),
+                                                                 std::move(executor));
+  replica.distributed = runner.get();
+  RS_ASSIGN_OR_RETURN(replica.engine,
+                      engine::Engine::Create(std::move(runner), kv, options, std::move(pool)));
+  return replica;
+}
+
+int Main(int argc, char** argv) {
+  ParseCommandLine(argc, argv,
+                   "rackserve-generate --model DIR (--prompt TEXT | --prompt_ids \"1 2 3\" | "
+                   "--prompt_file FILE) [options]");
+  const std::string model_dir = absl::GetFlag(FLAGS_model);
+  if (model_dir.empty()) Fail(kTool, "--model is required");
+  const int world_size = absl::GetFlag(FLAGS_tp) * absl::GetFlag(FLAGS_pp);
+  if (world_size < 1) Fail(kTool, "--tp and --pp must be at least 1");
+  if (world_size > 1 && absl::GetFlag(FLAGS_rank) < 0) {
+    // Launcher: start the replica's ranks (this program again) and wait for them.
+    const absl::Status status = RunRankProcesses(
+        world_size, absl::GetFlag(FLAGS_pp), std::vector<std::string>(argv, argv + argc),
+        absl::Seconds(absl::GetFlag(FLAGS_comm_timeout_s)));
+    if (!status.ok()) Fail(kTool, status.ToString());
+    return 0;
+  }
+
   const auto load_start = std::chrono::steady_clock::now();
-  std::unique_ptr<engine::Engine> engine = OrFail(engine::Engine::Load(model_dir, options));
+  Replica replica = OrFail(BuildReplica(model_dir, EngineOptionsFromFlags()));
+  if (replica.engine == nullptr) return 0;  // a follower rank: its work is done
+  engine::Engine* engine = replica.engine.get();
   const double load_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
 
@@ -167,6 +283,15 @@ int Main(int argc, char** argv) {
     }
     std::printf("[%zu] (%s, %zu tokens) %s\n", i, finish[i].c_str(), outputs[i].size(),
                 text.c_str());
+  }
+  if (replica.distributed != nullptr) {
+    OrFail(replica.distributed->Shutdown());
+    const engine::PipelineStats& ps = replica.distributed->stats();
+    std::fprintf(stderr, "%s: replica tp %d x pp %d: %lld steps, leader busy %.3f s of %.3f s "
+                 "(waiting %.0f%%: pipeline bubble and transfers)\n",
+                 kTool, absl::GetFlag(FLAGS_tp), absl::GetFlag(FLAGS_pp),
+                 static_cast<long long>(ps.steps), ps.compute_seconds, ps.step_seconds,
+                 100.0 * ps.bubble());
   }
   if (want_logits) {
     io::SafetensorsWriter writer;

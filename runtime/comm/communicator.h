@@ -18,8 +18,7 @@
 //   ABORTED              Abort() was called; carries its reason.
 // Apart from bad arguments caught before any transfer and a p2p size mismatch, an error fails
 // the communicator for good: every later call returns the same error at once, and the group
-// must be rebuilt. A failing communicator tells its peers, so their calls fail too rather than
-// wait for the timeout.
+// must be rebuilt. Implementations say how the peers of a failing rank learn of it.
 //
 // Thread-safety: one thread issues operations (including Pending::Wait); Abort() may be called
 // from any thread at any time. Pending objects must not outlive their communicator.
@@ -53,14 +52,15 @@ class Communicator {
   // In place: data[count] becomes the elementwise sum over all ranks. Every rank ends with
   // bitwise-identical values (one summation order for the whole group).
   virtual absl::Status AllReduceSum(float* data, int64_t count) = 0;
-  // out[size * count]: rank r's in[count] at out + r * count. `in` and `out` must not overlap.
+  // out[size * count]: rank r's in[count] at out + r * count. `in` may be out + rank() * count
+  // (in place); any other overlap of `in` and `out` is INVALID_ARGUMENT.
   virtual absl::Status AllGather(const float* in, int64_t count, float* out) = 0;
   // Copies root's data[bytes] to every rank's data.
   virtual absl::Status Broadcast(void* data, int64_t bytes, int root) = 0;
   // Sends data[bytes] to `peer` (!= rank()).
   virtual absl::Status Send(const void* data, int64_t bytes, int peer) = 0;
-  // Receives exactly `bytes` from `peer`'s next Send; INVALID_ARGUMENT naming both sizes when
-  // the Send's size differs.
+  // Receives exactly `bytes` from `peer`'s next Send; INVALID_ARGUMENT naming the sizes when
+  // the Send's size differs (where the implementation can tell; NCCL cannot).
   virtual absl::Status Recv(void* data, int64_t bytes, int peer) = 0;
   // Returns once every rank has entered the barrier.
   virtual absl::Status Barrier() = 0;

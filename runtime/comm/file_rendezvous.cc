@@ -42,7 +42,8 @@ absl::Status WriteNewFile(const std::string& path, const std::string& data) {
     }
     done += static_cast<size_t>(n);
   }
-  if (::close(fd) != 0) return absl::ErrnoToStatus(errno, absl::StrCat("cannot close '", path, "'"));
+  if (::close(fd) != 0)
+    return absl::ErrnoToStatus(errno, absl::StrCat("cannot close '", path, "'"));
   return absl::OkStatus();
 }
 
@@ -92,10 +93,10 @@ absl::StatusOr<Record> DecodeRecord(const std::string& path, const std::string& 
   };
   if (json.is_discarded() || !json.is_object()) return corrupt("not a JSON object");
   Record record;
-  for (auto [key, out] : {std::pair<const char*, int*>{"protocol_version",
-                                                        &record.world.protocol_version},
-                          {"size", &record.world.size},
-                          {"rank", &record.rank}}) {
+  for (auto [key, out] :
+       {std::pair<const char*, int*>{"protocol_version", &record.world.protocol_version},
+        {"size", &record.world.size},
+        {"rank", &record.rank}}) {
     const auto it = json.find(key);
     if (it == json.end() || !it->is_number_integer()) {
       return corrupt(absl::StrCat("field '", key, "' is missing or not an integer"));
@@ -145,8 +146,8 @@ class FileRendezvous : public Rendezvous {
         RS_RETURN_IF_ERROR(text.status());
         RS_ASSIGN_OR_RETURN(Record record, DecodeRecord(path, *text));
         if (record.rank != r) {
-          return absl::DataLossError(absl::StrCat("rendezvous record '", path, "' is corrupt: ",
-                                                  "it holds rank ", record.rank));
+          return absl::DataLossError(absl::StrCat("rendezvous record '", path,
+                                                  "' is corrupt: ", "it holds rank ", record.rank));
         }
         absl::Status same = CheckSameWorld(world, rank, record.world, r);
         if (!same.ok()) {
@@ -169,8 +170,8 @@ class FileRendezvous : public Rendezvous {
   // when the record exists, which is how a second publication of the rank is caught.
   absl::Status Publish(const WorldSpec& world, int rank, const std::string& blob) {
     static std::atomic<uint64_t> next_temp{0};
-    const std::string temp = absl::StrCat(dir_, "/.rank-", rank, ".", ::getpid(), ".",
-                                          next_temp.fetch_add(1), ".tmp");
+    const std::string temp =
+        absl::StrCat(dir_, "/.rank-", rank, ".", ::getpid(), ".", next_temp.fetch_add(1), ".tmp");
     const std::string path = RecordPath(dir_, rank);
     absl::Status written = WriteNewFile(temp, EncodeRecord(world, rank, blob));
     if (absl::IsNotFound(written)) {
@@ -197,10 +198,10 @@ class FileRendezvous : public Rendezvous {
     for (int r = 0; r < world.size; ++r) {
       if (!found[r]) missing.push_back(r);
     }
-    return absl::DeadlineExceededError(absl::StrCat(
-        "rendezvous in '", dir_, "': rank", missing.size() > 1 ? "s " : " ",
-        absl::StrJoin(missing, ", "), " of ", world.size, " did not publish within ",
-        absl::FormatDuration(timeout)));
+    return absl::DeadlineExceededError(
+        absl::StrCat("rendezvous in '", dir_, "': rank", missing.size() > 1 ? "s " : " ",
+                     absl::StrJoin(missing, ", "), " of ", world.size, " did not publish within ",
+                     absl::FormatDuration(timeout)));
   }
 
   const std::string dir_;

@@ -1,7 +1,6 @@
 #include "runtime/comm/ucx_communicator.h"
 
 #include <ucp/api/ucp.h>
-
 #include <unistd.h>
 
 #include <algorithm>
@@ -16,8 +15,8 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/strings/str_cat.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
@@ -123,7 +122,9 @@ struct SendSpec {
 };
 
 // Rank r's chunk of an n-way split of count elements is [ChunkBegin(r), ChunkBegin(r + 1)).
-int64_t ChunkBegin(int64_t count, int n, int r) { return count / n * r + std::min<int64_t>(r, count % n); }
+int64_t ChunkBegin(int64_t count, int n, int r) {
+  return count / n * r + std::min<int64_t>(r, count % n);
+}
 
 absl::Status CheckCount(std::string_view op, int64_t count, const void* data) {
   if (count < 0 || count > INT64_MAX / static_cast<int64_t>(sizeof(float))) {
@@ -148,8 +149,6 @@ absl::Status CheckBytes(std::string_view op, int64_t bytes, const void* data) {
   }
   return absl::OkStatus();
 }
-
-void OnEndpointError(void* arg, ucp_ep_h /*ep*/, ucs_status_t status);
 
 class UcxCommunicator final : public Communicator {
  public:
@@ -183,8 +182,7 @@ class UcxCommunicator final : public Communicator {
   absl::Status Barrier() override;
   absl::StatusOr<std::unique_ptr<Pending>> SendAsync(const void* data, int64_t bytes,
                                                      int peer) override;
-  absl::StatusOr<std::unique_ptr<Pending>> RecvAsync(void* data, int64_t bytes,
-                                                     int peer) override;
+  absl::StatusOr<std::unique_ptr<Pending>> RecvAsync(void* data, int64_t bytes, int peer) override;
 
   void Abort(const absl::Status& reason) override {
     absl::MutexLock lock(&abort_mu_);
@@ -193,30 +191,32 @@ class UcxCommunicator final : public Communicator {
     abort_requested_.store(true, std::memory_order_release);
   }
 
-  // Waits until every transfer is done or one fails; `op` names the call in errors.
-  absl::Status WaitAll(absl::Span<Transfer* const> transfers, std::string_view op,
-                       absl::Duration timeout);
+ private:
+  class UcxPending;
 
-  // Set by the endpoint error callback (from within ucp_worker_progress).
   struct Peer {
     int rank = -1;
     ucp_ep_h ep = nullptr;
-    std::atomic<int> ep_error{UCS_OK};
+    std::atomic<int> ep_error{UCS_OK};    // set by OnEndpointError
     std::optional<ProcessWatch> process;  // set for peers on this host (see Init)
-    void* notice_request = nullptr;  // the pre-posted receive of this peer's failure notice
+    void* notice_request = nullptr;       // the pre-posted receive of this peer's failure notice
     ucp_tag_recv_info_t notice_info{};
     std::array<char, kNoticeBytes> notice{};
   };
 
- private:
-  class UcxPending;
+  // UCX's endpoint error callback (runs inside ucp_worker_progress); arg is the Peer.
+  static void OnEndpointError(void* arg, ucp_ep_h ep, ucs_status_t status);
+
+  // Waits until every transfer is done or one fails; `op` names the call in errors.
+  absl::Status WaitAll(absl::Span<Transfer* const> transfers, std::string_view op,
+                       absl::Duration timeout);
 
   // The sticky failure if any; otherwise fails the communicator on an Abort() or a peer's
   // failure notice.
   absl::Status CheckGroup();
-  // Fails the communicator with UNAVAILABLE when `peer`'s endpoint has failed (the peer died
-  // or left). Only peers a call waits for are checked: a rank that finished and left is no
-  // failure for ranks that no longer talk to it.
+  // Fails the communicator with UNAVAILABLE when `peer`'s endpoint has failed or (with
+  // check_process, a syscall) its process has exited. Only peers a call waits for are checked:
+  // a rank that finished and left is no failure for ranks that no longer talk to it.
   absl::Status CheckPeerAlive(int peer, bool check_process);
   // Records `status` as the communicator's failure (the first one wins), tells the peers and
   // tears UCX down. Returns the recorded failure.
@@ -244,8 +244,7 @@ class UcxCommunicator final : public Communicator {
 
   // One phase of collective `seq`: posts the receives, then the sends, and waits for all.
   absl::Status Phase(uint64_t seq, int phase, absl::Span<const RecvSpec> recvs,
-                     absl::Span<const SendSpec> sends, std::string_view op,
-                     absl::Duration timeout);
+                     absl::Span<const SendSpec> sends, std::string_view op, absl::Duration timeout);
   absl::Status Phase(uint64_t seq, int phase, absl::Span<const RecvSpec> recvs,
                      absl::Span<const SendSpec> sends, std::string_view op) {
     return Phase(seq, phase, recvs, sends, op, options_.timeout);
@@ -263,22 +262,22 @@ class UcxCommunicator final : public Communicator {
   std::unique_ptr<ucp_worker, WorkerDeleter> worker_;  // destroyed before context_
   std::vector<Peer> peers_;                            // index = rank; never resized
 
-  std::vector<Transfer*> in_flight_;   // transfers whose request is live
+  std::vector<Transfer*> in_flight_;  // transfers whose request is live
   std::vector<uint64_t> send_seq_ = std::vector<uint64_t>(size_, 0);  // p2p messages sent to r
   std::vector<uint64_t> recv_seq_ = std::vector<uint64_t>(size_, 0);  // ... received from r
   uint64_t next_collective_ = 0;
-  std::vector<float> scratch_;      // collectives' receive space
-  std::string notice_text_;         // the notice being sent to the peers
+  std::vector<float> scratch_;  // collectives' receive space
+  std::string notice_text_;     // the notice being sent to the peers
   std::deque<Transfer> notice_sends_;
-  absl::Status failure_;            // sticky; OK while healthy
+  absl::Status failure_;  // sticky; OK while healthy
 
   absl::Mutex abort_mu_;
   std::atomic<bool> abort_requested_{false};
   absl::Status abort_reason_ ABSL_GUARDED_BY(abort_mu_);
 };
 
-void OnEndpointError(void* arg, ucp_ep_h /*ep*/, ucs_status_t status) {
-  auto* peer = static_cast<UcxCommunicator::Peer*>(arg);
+void UcxCommunicator::OnEndpointError(void* arg, ucp_ep_h /*ep*/, ucs_status_t status) {
+  auto* peer = static_cast<Peer*>(arg);
   int expected = UCS_OK;
   peer->ep_error.compare_exchange_strong(expected, status);
 }
@@ -312,9 +311,8 @@ absl::Status UcxCommunicator::Init(Rendezvous& rendezvous) {
     RS_UCX_RETURN_IF_ERROR(ucp_config_modify(config.get(), "TLS", options_.transports.c_str()));
   }
   // A dead peer's endpoint errors at the next keepalive round after its death.
-  const std::string keepalive =
-      absl::StrCat(std::max<int64_t>(1, absl::ToInt64Milliseconds(options_.peer_failure_timeout) / 3),
-                   "ms");
+  const std::string keepalive = absl::StrCat(
+      std::max<int64_t>(1, absl::ToInt64Milliseconds(options_.peer_failure_timeout) / 3), "ms");
   RS_UCX_RETURN_IF_ERROR(ucp_config_modify(config.get(), "KEEPALIVE_INTERVAL", keepalive.c_str()));
 
   ucp_params_t params{};
@@ -341,9 +339,9 @@ absl::Status UcxCommunicator::Init(Rendezvous& rendezvous) {
   self.address.assign(reinterpret_cast<const char*>(attr.address), attr.address_length);
   ucp_worker_release_address(worker, attr.address);
 
-  RS_ASSIGN_OR_RETURN(const std::vector<std::string> blobs,
-                      rendezvous.Exchange(world_, rank_, EncodeBlob(self),
-                                          options_.connect_timeout));
+  RS_ASSIGN_OR_RETURN(
+      const std::vector<std::string> blobs,
+      rendezvous.Exchange(world_, rank_, EncodeBlob(self), options_.connect_timeout));
   for (int p = 0; p < size_; ++p) {
     if (p == rank_) continue;
     RS_ASSIGN_OR_RETURN(const RankIdentity peer, DecodeBlob(blobs[p], p));
@@ -354,9 +352,9 @@ absl::Status UcxCommunicator::Init(Rendezvous& rendezvous) {
     if (same_host) {
       absl::StatusOr<ProcessWatch> watch = ProcessWatch::Open(peer.pid);
       if (!watch.ok()) {
-        return absl::UnavailableError(absl::StrCat("rank ", p, " (pid ", peer.pid,
-                                                   ") exited before connecting: ",
-                                                   watch.status().message()));
+        return absl::UnavailableError(
+            absl::StrCat("rank ", p, " (pid ", peer.pid,
+                         ") exited before connecting: ", watch.status().message()));
       }
       peers_[p].process.emplace(*std::move(watch));
     }
@@ -373,10 +371,9 @@ absl::Status UcxCommunicator::Init(Rendezvous& rendezvous) {
     if (peer.rank == rank_) continue;
     ucp_request_param_t param{};
     param.op_attr_mask = UCP_OP_ATTR_FLAG_NO_IMM_CMPL;
-    RS_UCX_ASSIGN_REQUEST_OR_RETURN(
-        peer.notice_request,
-        ucp_tag_recv_nbx(worker, peer.notice.data(), peer.notice.size(), ControlTag(peer.rank),
-                         kTagFullMask, &param));
+    RS_UCX_ASSIGN_REQUEST_OR_RETURN(peer.notice_request,
+                                    ucp_tag_recv_nbx(worker, peer.notice.data(), peer.notice.size(),
+                                                     ControlTag(peer.rank), kTagFullMask, &param));
   }
   return Handshake();
 }
@@ -395,9 +392,9 @@ absl::Status UcxCommunicator::Handshake() {
   RS_RETURN_IF_ERROR(Phase(seq, 0, recvs, sends, "connect", options_.connect_timeout));
   for (int p = 0; p < size_; ++p) {
     if (p != rank_ && (received[p][0] != kHandshakeMagic || received[p][1] != uint64_t(p))) {
-      return Fail(absl::FailedPreconditionError(absl::StrCat(
-          "handshake from rank ", p, " carried magic ", received[p][0], " and rank ",
-          received[p][1], ": the peer runs another protocol")));
+      return Fail(absl::FailedPreconditionError(
+          absl::StrCat("handshake from rank ", p, " carried magic ", received[p][0], " and rank ",
+                       received[p][1], ": the peer runs another protocol")));
     }
   }
   return absl::OkStatus();
@@ -413,10 +410,10 @@ absl::Status UcxCommunicator::CheckGroup() {
     ucp_request_free(peer.notice_request);
     peer.notice_request = nullptr;
     const size_t length = std::min(peer.notice_info.length, peer.notice.size());
-    return Fail(absl::UnavailableError(absl::StrCat(
-        "rank ", peer.rank, " failed: ",
-        status == UCS_OK ? std::string(peer.notice.data(), length)
-                         : std::string(ucs_status_string(status)))));
+    return Fail(absl::UnavailableError(absl::StrCat("rank ", peer.rank, " failed: ",
+                                                    status == UCS_OK
+                                                        ? std::string(peer.notice.data(), length)
+                                                        : std::string(ucs_status_string(status)))));
   }
   return absl::OkStatus();
 }
@@ -517,8 +514,8 @@ void UcxCommunicator::Teardown(bool force) {
         request = nullptr;
       }
     }
-    const bool notices_done = std::all_of(peers_.begin(), peers_.end(),
-                                          [](const Peer& p) { return p.notice_request == nullptr; });
+    const bool notices_done = std::all_of(
+        peers_.begin(), peers_.end(), [](const Peer& p) { return p.notice_request == nullptr; });
     const bool closed =
         std::all_of(closing.begin(), closing.end(), [](void* r) { return r == nullptr; });
     if ((in_flight_.empty() && notices_done && closed) || absl::Now() >= deadline) break;
@@ -565,8 +562,7 @@ absl::Status UcxCommunicator::PostSend(Transfer& t, const void* data, int64_t by
   ucp_request_param_t param{};
   param.op_attr_mask = UCP_OP_ATTR_FLAG_NO_IMM_CMPL;
   RS_UCX_ASSIGN_REQUEST_OR_RETURN(
-      t.request,
-      ucp_tag_send_nbx(peers_[peer].ep, data, static_cast<size_t>(bytes), tag, &param));
+      t.request, ucp_tag_send_nbx(peers_[peer].ep, data, static_cast<size_t>(bytes), tag, &param));
   if (t.request == nullptr) {
     Complete(t, UCS_OK);
   } else {
@@ -584,8 +580,8 @@ absl::Status UcxCommunicator::PostRecv(Transfer& t, void* data, int64_t bytes, i
   param.op_attr_mask = UCP_OP_ATTR_FLAG_NO_IMM_CMPL | UCP_OP_ATTR_FIELD_RECV_INFO;
   param.recv_info.tag_info = &t.info;
   RS_UCX_ASSIGN_REQUEST_OR_RETURN(
-      t.request, ucp_tag_recv_nbx(worker_.get(), data, static_cast<size_t>(bytes), tag,
-                                  kTagFullMask, &param));
+      t.request,
+      ucp_tag_recv_nbx(worker_.get(), data, static_cast<size_t>(bytes), tag, kTagFullMask, &param));
   if (t.request == nullptr) {
     Complete(t, UCS_OK);
   } else {
@@ -611,23 +607,23 @@ void UcxCommunicator::Complete(Transfer& t, ucs_status_t status) {
   if (!failure_.ok() && status != UCS_OK) {
     t.result = failure_;
   } else if (status == UCS_ERR_MESSAGE_TRUNCATED) {
-    t.result = absl::InvalidArgumentError(
-        absl::StrCat("size mismatch: rank ", t.peer, " sent more than the ", t.bytes,
-                     " bytes rank ", rank_, " expected"));
+    t.result = absl::InvalidArgumentError(absl::StrCat("size mismatch: rank ", t.peer,
+                                                       " sent more than the ", t.bytes,
+                                                       " bytes rank ", rank_, " expected"));
   } else if (status != UCS_OK) {
-    t.result = absl::UnavailableError(absl::StrCat(verb, " rank ", t.peer, " failed (UCX: ",
-                                                   ucs_status_string(status), ")"));
+    t.result = absl::UnavailableError(
+        absl::StrCat(verb, " rank ", t.peer, " failed (UCX: ", ucs_status_string(status), ")"));
   } else if (t.is_recv && static_cast<int64_t>(t.info.length) != t.bytes) {
-    t.result = absl::InvalidArgumentError(
-        absl::StrCat("size mismatch: rank ", t.peer, " sent ", t.info.length, " bytes but rank ",
-                     rank_, " expected ", t.bytes));
+    t.result = absl::InvalidArgumentError(absl::StrCat("size mismatch: rank ", t.peer, " sent ",
+                                                       t.info.length, " bytes but rank ", rank_,
+                                                       " expected ", t.bytes));
   } else {
     t.result = absl::OkStatus();
   }
 }
 
-absl::Status UcxCommunicator::WaitAll(absl::Span<Transfer* const> transfers,
-                                      std::string_view op, absl::Duration timeout) {
+absl::Status UcxCommunicator::WaitAll(absl::Span<Transfer* const> transfers, std::string_view op,
+                                      absl::Duration timeout) {
   const absl::Time deadline = absl::Now() + timeout;
   int idle = 0;
   for (;;) {
@@ -743,7 +739,9 @@ absl::Status UcxCommunicator::AllReduceLarge(float* data, int64_t count) {
   RS_RETURN_IF_ERROR(Phase(seq, 0, recvs, sends, "AllReduceSum"));
 
   // Rank r's contribution to this chunk; rank 0's is the accumulator.
-  const auto source = [&](int r) { return r == rank_ ? data + mine : scratch_.data() + r * length; };
+  const auto source = [&](int r) {
+    return r == rank_ ? data + mine : scratch_.data() + r * length;
+  };
   float* acc = source(0);
   for (int r = 1; r < size_; ++r) {
     const float* src = source(r);
@@ -838,8 +836,9 @@ absl::Status UcxCommunicator::Recv(void* data, int64_t bytes, int peer) {
   return pending->Wait();
 }
 
-absl::StatusOr<std::unique_ptr<Communicator::Pending>> UcxCommunicator::SendAsync(
-    const void* data, int64_t bytes, int peer) {
+absl::StatusOr<std::unique_ptr<Communicator::Pending>> UcxCommunicator::SendAsync(const void* data,
+                                                                                  int64_t bytes,
+                                                                                  int peer) {
   RS_RETURN_IF_ERROR(CheckBytes("Send", bytes, data));
   RS_RETURN_IF_ERROR(CheckPeer("Send", peer));
   RS_RETURN_IF_ERROR(CheckGroup());
@@ -851,8 +850,8 @@ absl::StatusOr<std::unique_ptr<Communicator::Pending>> UcxCommunicator::SendAsyn
 }
 
 absl::StatusOr<std::unique_ptr<Communicator::Pending>> UcxCommunicator::RecvAsync(void* data,
-                                                                                 int64_t bytes,
-                                                                                 int peer) {
+                                                                                  int64_t bytes,
+                                                                                  int peer) {
   RS_RETURN_IF_ERROR(CheckBytes("Recv", bytes, data));
   RS_RETURN_IF_ERROR(CheckPeer("Recv", peer));
   RS_RETURN_IF_ERROR(CheckGroup());
@@ -868,9 +867,8 @@ absl::Status ValidateOptions(const UcxOptions& options) {
                              {"connect_timeout", options.connect_timeout},
                              {"peer_failure_timeout", options.peer_failure_timeout}}) {
     if (value <= absl::ZeroDuration()) {
-      return absl::InvalidArgumentError(absl::StrCat("UcxOptions.", name, " ",
-                                                     absl::FormatDuration(value),
-                                                     " is not positive"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("UcxOptions.", name, " ", absl::FormatDuration(value), " is not positive"));
     }
   }
   return absl::OkStatus();

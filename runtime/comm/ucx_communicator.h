@@ -20,8 +20,8 @@
 // without peer error handling. A rank whose communicator fails (a timeout, Abort, a dead peer)
 // sends a notice to the others before tearing down its UCX resources (endpoints force-closed),
 // so their calls fail too instead of timing out; a peer that closed its communicator normally
-// is no failure for calls that do not wait for it. See communicator.h for the error contract; an Abort is
-// seen (and the peers told) when the operating thread next waits in or enters the
+// is no failure for calls that do not wait for it. See communicator.h for the error contract; an
+// Abort is seen (and the peers told) when the operating thread next waits in or enters the
 // communicator, or destroys it.
 #pragma once
 

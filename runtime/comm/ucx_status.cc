@@ -43,10 +43,10 @@ absl::StatusCode UcxStatusCode(ucs_status_t status) {
 }
 
 absl::Status UcxStatus(ucs_status_t status, const char* expr, const char* file, int line) {
-  return absl::Status(UcxStatusCode(status),
-                      absl::StrCat(expr, " failed at ", file, ":", line, ": ",
-                                   ucs_status_string(status), " (ucs_status_t ",
-                                   static_cast<int>(status), ")"));
+  return absl::Status(
+      UcxStatusCode(status),
+      absl::StrCat(expr, " failed at ", file, ":", line, ": ", ucs_status_string(status),
+                   " (ucs_status_t ", static_cast<int>(status), ")"));
 }
 
 }  // namespace rackserve::comm

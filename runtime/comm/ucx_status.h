@@ -25,12 +25,12 @@ absl::StatusCode UcxStatusCode(ucs_status_t status);
 
 }  // namespace rackserve::comm
 
-#define RS_UCX_RETURN_IF_ERROR(expr)                                                     \
-  do {                                                                                   \
-    const ucs_status_t rs_ucx_status_ = (expr);                                          \
-    if (rs_ucx_status_ != UCS_OK) {                                                      \
-      return ::rackserve::comm::UcxStatus(rs_ucx_status_, #expr, __FILE__, __LINE__);    \
-    }                                                                                    \
+#define RS_UCX_RETURN_IF_ERROR(expr)                                                  \
+  do {                                                                                \
+    const ucs_status_t rs_ucx_status_ = (expr);                                       \
+    if (rs_ucx_status_ != UCS_OK) {                                                   \
+      return ::rackserve::comm::UcxStatus(rs_ucx_status_, #expr, __FILE__, __LINE__); \
+    }                                                                                 \
   } while (false)
 
 // For calls returning ucs_status_ptr_t: returns the error, else assigns the request pointer
@@ -38,9 +38,9 @@ absl::StatusCode UcxStatusCode(ucs_status_t status);
 #define RS_UCX_ASSIGN_REQUEST_OR_RETURN(lhs, expr) \
   RS_UCX_ASSIGN_REQUEST_OR_RETURN_IMPL_(RS_STATUS_CONCAT_(rs_ucx_ptr_, __LINE__), lhs, expr)
 
-#define RS_UCX_ASSIGN_REQUEST_OR_RETURN_IMPL_(ptr, lhs, expr)                              \
-  const ucs_status_ptr_t ptr = (expr);                                                     \
-  if (UCS_PTR_IS_ERR(ptr)) {                                                               \
-    return ::rackserve::comm::UcxStatus(UCS_PTR_STATUS(ptr), #expr, __FILE__, __LINE__);   \
-  }                                                                                        \
+#define RS_UCX_ASSIGN_REQUEST_OR_RETURN_IMPL_(ptr, lhs, expr)                            \
+  const ucs_status_ptr_t ptr = (expr);                                                   \
+  if (UCS_PTR_IS_ERR(ptr)) {                                                             \
+    return ::rackserve::comm::UcxStatus(UCS_PTR_STATUS(ptr), #expr, __FILE__, __LINE__); \
+  }                                                                                      \
   lhs = ptr

@@ -9,9 +9,9 @@ namespace {
 template <typename T>
 absl::Status Mismatch(std::string_view field, const T& mine, int my_rank, const T& theirs,
                       int their_rank) {
-  return absl::FailedPreconditionError(absl::StrCat(
-      "ranks disagree on the world: rank ", their_rank, " has ", std::string(field), " '", theirs,
-      "' but rank ", my_rank, " has '", mine, "'"));
+  return absl::FailedPreconditionError(
+      absl::StrCat("ranks disagree on the world: rank ", their_rank, " has ", std::string(field),
+                   " '", theirs, "' but rank ", my_rank, " has '", mine, "'"));
 }
 
 }  // namespace

@@ -18,10 +18,10 @@ struct WorldSpec {
   // The version of the rendezvous record and of the communicators' wire protocol.
   static constexpr int kProtocolVersion = 1;
 
-  int size = 1;                               // ranks in the group, in [1, kMaxSize]
-  std::string layout;                         // e.g. "tp2-pp2"
-  std::string model;                          // model identity, e.g. a path or a config hash
-  int protocol_version = kProtocolVersion;    // must equal on every rank
+  int size = 1;                             // ranks in the group, in [1, kMaxSize]
+  std::string layout;                       // e.g. "tp2-pp2"
+  std::string model;                        // model identity, e.g. a path or a config hash
+  int protocol_version = kProtocolVersion;  // must equal on every rank
 
   // INVALID_ARGUMENT naming the field (`size`) and its value.
   absl::Status Validate() const;

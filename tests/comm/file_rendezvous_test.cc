@@ -87,9 +87,9 @@ TEST(FileRendezvousTest, DisagreeingWorldIsFailedPreconditionNamingTheField) {
     for (int r = 0; r < 2; ++r) {
       ASSERT_FALSE(results[r].ok());
       EXPECT_EQ(results[r].status().code(), absl::StatusCode::kFailedPrecondition);
-      EXPECT_THAT(results[r].status().message(),
-                  AllOf(HasSubstr(c.field), HasSubstr("'" + c.theirs + "'"),
-                        HasSubstr(dir.path())));
+      EXPECT_THAT(
+          results[r].status().message(),
+          AllOf(HasSubstr(c.field), HasSubstr("'" + c.theirs + "'"), HasSubstr(dir.path())));
     }
   }
 }

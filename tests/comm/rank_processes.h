@@ -40,8 +40,8 @@ template <typename T>
 class SharedArray {
  public:
   explicit SharedArray(size_t count) : count_(count) {
-    void* p = ::mmap(nullptr, sizeof(T) * count, PROT_READ | PROT_WRITE,
-                     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    void* p = ::mmap(nullptr, sizeof(T) * count, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                     -1, 0);
     if (p == MAP_FAILED) std::abort();
     data_ = static_cast<T*>(p);
     for (size_t i = 0; i < count; ++i) new (&data_[i]) T();
@@ -80,4 +80,3 @@ class RankProcesses {
 int64_t MonotonicNanos();
 
 }  // namespace rackserve::comm::testing
-

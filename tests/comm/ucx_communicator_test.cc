@@ -26,8 +26,8 @@ namespace {
 using ::rackserve::comm::testing::RankProcesses;
 using ::rackserve::comm::testing::SharedArray;
 using ::rackserve::comm::testing::TempDir;
-using ::testing::ElementsAre;
 using ::testing::Each;
+using ::testing::ElementsAre;
 
 constexpr absl::Duration kTestTimeout = absl::Seconds(25);
 
@@ -48,7 +48,8 @@ absl::StatusOr<std::unique_ptr<Communicator>> Connect(const std::string& dir, in
 
 // Rank r's input for a collective: fresh normal floats from (seed, r, count).
 std::vector<float> Input(uint64_t seed, int rank, int64_t count) {
-  std::mt19937_64 rng(seed + 1'000'003 * static_cast<uint64_t>(rank) + static_cast<uint64_t>(count));
+  std::mt19937_64 rng(seed + 1'000'003 * static_cast<uint64_t>(rank) +
+                      static_cast<uint64_t>(count));
   std::normal_distribution<float> normal(0.0f, 1.0f);
   std::vector<float> x(count);
   for (float& v : x) v = normal(rng);
@@ -115,17 +116,17 @@ TEST_P(UcxCollectivesTest, AllReduceSumIsTheRankOrderSumBitwiseOnEveryRank) {
           exact[i] += x[i];
         }
       }
-      RS_RETURN_IF_ERROR(Expect(std::memcmp(data.data(), want.data(), count * sizeof(float)) == 0,
-                                absl::StrCat("AllReduceSum of ", count,
-                                             " differs from the rank-order sum")));
+      RS_RETURN_IF_ERROR(
+          Expect(std::memcmp(data.data(), want.data(), count * sizeof(float)) == 0,
+                 absl::StrCat("AllReduceSum of ", count, " differs from the rank-order sum")));
       double err = 0, norm = 0;
       for (int64_t i = 0; i < count; ++i) {
         err += (data[i] - exact[i]) * (data[i] - exact[i]);
         norm += exact[i] * exact[i];
       }
-      RS_RETURN_IF_ERROR(Expect(count == 0 || std::sqrt(err / norm) < 1e-6,
-                                absl::StrCat("AllReduceSum of ", count, " normalized error ",
-                                             std::sqrt(err / norm))));
+      RS_RETURN_IF_ERROR(Expect(
+          count == 0 || std::sqrt(err / norm) < 1e-6,
+          absl::StrCat("AllReduceSum of ", count, " normalized error ", std::sqrt(err / norm))));
     }
     return absl::OkStatus();
   });
@@ -141,18 +142,18 @@ TEST_P(UcxCollectivesTest, AllGatherPlacesEachRanksBlock) {
       RS_RETURN_IF_ERROR(comm.AllGather(in.data(), count, out.data()));
       for (int r = 0; r < comm.size(); ++r) {
         const std::vector<float> want = Input(seed, r, count);
-        RS_RETURN_IF_ERROR(Expect(
-            std::memcmp(out.data() + r * count, want.data(), count * sizeof(float)) == 0,
-            absl::StrCat("AllGather of ", count, ": block ", r, " differs")));
+        RS_RETURN_IF_ERROR(
+            Expect(std::memcmp(out.data() + r * count, want.data(), count * sizeof(float)) == 0,
+                   absl::StrCat("AllGather of ", count, ": block ", r, " differs")));
       }
       // In place: this rank's block already sits in `out`.
       std::vector<float> in_place(comm.size() * count, NAN);
       std::copy(in.begin(), in.end(), in_place.begin() + comm.rank() * count);
       RS_RETURN_IF_ERROR(
           comm.AllGather(in_place.data() + comm.rank() * count, count, in_place.data()));
-      RS_RETURN_IF_ERROR(Expect(std::memcmp(in_place.data(), out.data(),
-                                            out.size() * sizeof(float)) == 0,
-                                "in-place AllGather differs"));
+      RS_RETURN_IF_ERROR(
+          Expect(std::memcmp(in_place.data(), out.data(), out.size() * sizeof(float)) == 0,
+                 "in-place AllGather differs"));
     }
     return absl::OkStatus();
   });
@@ -167,8 +168,8 @@ TEST_P(UcxCollectivesTest, BroadcastFromEveryRoot) {
         const std::vector<uint8_t> want = Bytes(seed + root + bytes, bytes);
         std::vector<uint8_t> data = comm.rank() == root ? want : std::vector<uint8_t>(bytes, 0);
         RS_RETURN_IF_ERROR(comm.Broadcast(data.data(), bytes, root));
-        RS_RETURN_IF_ERROR(Expect(data == want, absl::StrCat("Broadcast of ", bytes,
-                                                             " bytes from root ", root)));
+        RS_RETURN_IF_ERROR(
+            Expect(data == want, absl::StrCat("Broadcast of ", bytes, " bytes from root ", root)));
       }
     }
     return absl::OkStatus();
@@ -259,13 +260,14 @@ TEST_P(UcxCollectivesTest, AsyncReceivesPostedFirstAndWaitedOutOfOrder) {
   });
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    SizesAndTransports, UcxCollectivesTest,
-    ::testing::Values(CollectiveCase{2, {"tcp", "tcp"}}, CollectiveCase{4, {"tcp", "tcp"}},
-                      CollectiveCase{2, {"shm", ""}}, CollectiveCase{4, {"shm", ""}}),
-    [](const ::testing::TestParamInfo<CollectiveCase>& info) {
-      return absl::StrCat(info.param.transport.name, info.param.size);
-    });
+INSTANTIATE_TEST_SUITE_P(SizesAndTransports, UcxCollectivesTest,
+                         ::testing::Values(CollectiveCase{2, {"tcp", "tcp"}},
+                                           CollectiveCase{4, {"tcp", "tcp"}},
+                                           CollectiveCase{2, {"shm", ""}},
+                                           CollectiveCase{4, {"shm", ""}}),
+                         [](const ::testing::TestParamInfo<CollectiveCase>& info) {
+                           return absl::StrCat(info.param.transport.name, info.param.size);
+                         });
 
 }  // namespace
 }  // namespace rackserve::comm

@@ -145,19 +145,18 @@ TEST_P(UcxKillTest, EverySurvivorFailsWithinFiveSeconds) {
 
 INSTANTIATE_TEST_SUITE_P(
     Cases, UcxKillTest,
-    ::testing::Values(
-        KillCase{"TcpAllReduceSmallVictim2", "tcp", true, Op::kAllReduceSmall, 4, 2},
-        KillCase{"TcpAllReduceLargeVictim0", "tcp", true, Op::kAllReduceLarge, 4, 0},
-        KillCase{"TcpRecv", "tcp", true, Op::kRecv, 2, 1},
-        // Every endpoint with UCX peer error handling, as between hosts.
-        KillCase{"TcpUcxErrorHandlingAllReduceSmallVictim2", "tcp", false, Op::kAllReduceSmall,
-                 4, 2},
-        KillCase{"TcpUcxErrorHandlingAllReduceLargeVictim0", "tcp", false, Op::kAllReduceLarge,
-                 4, 0},
-        KillCase{"TcpUcxErrorHandlingRecv", "tcp", false, Op::kRecv, 2, 1},
-        KillCase{"ShmAllReduceSmallVictim2", "", true, Op::kAllReduceSmall, 4, 2},
-        KillCase{"ShmAllReduceLargeVictim0", "", true, Op::kAllReduceLarge, 4, 0},
-        KillCase{"ShmRecv", "", true, Op::kRecv, 2, 1}),
+    ::testing::Values(KillCase{"TcpAllReduceSmallVictim2", "tcp", true, Op::kAllReduceSmall, 4, 2},
+                      KillCase{"TcpAllReduceLargeVictim0", "tcp", true, Op::kAllReduceLarge, 4, 0},
+                      KillCase{"TcpRecv", "tcp", true, Op::kRecv, 2, 1},
+                      // Every endpoint with UCX peer error handling, as between hosts.
+                      KillCase{"TcpUcxErrorHandlingAllReduceSmallVictim2", "tcp", false,
+                               Op::kAllReduceSmall, 4, 2},
+                      KillCase{"TcpUcxErrorHandlingAllReduceLargeVictim0", "tcp", false,
+                               Op::kAllReduceLarge, 4, 0},
+                      KillCase{"TcpUcxErrorHandlingRecv", "tcp", false, Op::kRecv, 2, 1},
+                      KillCase{"ShmAllReduceSmallVictim2", "", true, Op::kAllReduceSmall, 4, 2},
+                      KillCase{"ShmAllReduceLargeVictim0", "", true, Op::kAllReduceLarge, 4, 0},
+                      KillCase{"ShmRecv", "", true, Op::kRecv, 2, 1}),
     [](const ::testing::TestParamInfo<KillCase>& info) { return std::string(info.param.name); });
 
 // Both ranks run `body`; expects both to exit 0.
@@ -185,8 +184,8 @@ TEST(UcxFailureTest, AbortFromAnotherThreadUnblocksRecvAndTellsThePeer) {
       aborter.join();
       reports[0].Record(status);
       RS_RETURN_IF_ERROR(Expect(status.code() == absl::StatusCode::kAborted, status.ToString()));
-      RS_RETURN_IF_ERROR(Expect(absl::StrContains(status.message(), "operator drained"),
-                                status.ToString()));
+      RS_RETURN_IF_ERROR(
+          Expect(absl::StrContains(status.message(), "operator drained"), status.ToString()));
       RS_RETURN_IF_ERROR(Expect(reports[0].end_ns - start < 2'000'000'000, "Abort took > 2 s"));
       const absl::Status next = comm.Send(&byte, 1, 1);
       return Expect(next == status, absl::StrCat("after Abort: ", next.ToString()));
@@ -252,8 +251,8 @@ TEST(UcxFailureTest, CollectiveSizeMismatchFailsEveryRank) {
     RS_RETURN_IF_ERROR(Expect(status.code() == absl::StatusCode::kInvalidArgument ||
                                   status.code() == absl::StatusCode::kUnavailable,
                               status.ToString()));
-    RS_RETURN_IF_ERROR(Expect(absl::StrContains(status.message(), "size mismatch"),
-                              status.ToString()));
+    RS_RETURN_IF_ERROR(
+        Expect(absl::StrContains(status.message(), "size mismatch"), status.ToString()));
     return Expect(comm.Barrier() == status, "the failure is sticky");
   });
 }

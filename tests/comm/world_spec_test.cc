@@ -57,9 +57,9 @@ TEST(WorldSpecTest, EachDifferingFieldIsNamedWithBothValues) {
     c.change(theirs);
     const absl::Status s = CheckSameWorld(Spec(), 0, theirs, 2);
     EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
-    EXPECT_THAT(s.message(), AllOf(HasSubstr(c.field), HasSubstr("'" + c.mine + "'"),
-                                   HasSubstr("'" + c.theirs + "'"), HasSubstr("rank 2"),
-                                   HasSubstr("rank 0")));
+    EXPECT_THAT(s.message(),
+                AllOf(HasSubstr(c.field), HasSubstr("'" + c.mine + "'"),
+                      HasSubstr("'" + c.theirs + "'"), HasSubstr("rank 2"), HasSubstr("rank 0")));
   }
 }
 

@@ -116,15 +116,15 @@ double MeasurePeakFlopsPerCore() {
 }
 
 struct ModelFacts {
-  int64_t params = 0;       // all parameters
+  int64_t params = 0;         // all parameters
   int64_t linear_params = 0;  // decoder linear weights: one multiply-add each per token
   int64_t head_params = 0;    // LM head weights: one multiply-add each per sampled token
-  int64_t step_bytes = 0;   // bytes of weights one decode step reads (FP4 linears + LM head)
+  int64_t step_bytes = 0;     // bytes of weights one decode step reads (FP4 linears + LM head)
 };
 
 ModelFacts Facts(const model::ModelConfig& c) {
-  const int64_t layer = c.hidden_size * (c.q_size() + 2 * c.kv_size()) + c.q_size() * c.hidden_size +
-                        3 * c.hidden_size * c.intermediate_size;
+  const int64_t layer = c.hidden_size * (c.q_size() + 2 * c.kv_size()) +
+                        c.q_size() * c.hidden_size + 3 * c.hidden_size * c.intermediate_size;
   const int64_t head = c.vocab_size * c.hidden_size;
   ModelFacts f;
   f.params = c.num_hidden_layers * layer + head * (c.tie_word_embeddings ? 1 : 2);
@@ -169,7 +169,8 @@ engine::Request BenchRequest(engine::RequestId id, std::vector<int32_t> prompt, 
 double MeasurePrefill(engine::Engine& engine, std::mt19937_64& rng) {
   const int64_t len = absl::GetFlag(FLAGS_prefill_len);
   for (int i = 0; i < 4; ++i) {
-    if (absl::Status s = engine.Submit(BenchRequest(i, Prompt(rng, len, engine.config().vocab_size), 1));
+    if (absl::Status s =
+            engine.Submit(BenchRequest(i, Prompt(rng, len, engine.config().vocab_size), 1));
         !s.ok()) {
       tools::Fail(kTool, s.ToString());
     }
@@ -214,9 +215,10 @@ int Main(int argc, char** argv) {
   const double bandwidth = MeasureReadBandwidth(threads);
   const int cores = threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency());
   const double peak_flops = MeasurePeakFlopsPerCore() * cores;
-  std::printf("machine: %d threads used, read bandwidth %.1f GB/s, peak fp32 multiply-add "
-              "%.1f GFLOP/s (%d x one core; both measured now)\n",
-              cores, bandwidth / 1e9, peak_flops / 1e9, cores);
+  std::printf(
+      "machine: %d threads used, read bandwidth %.1f GB/s, peak fp32 multiply-add "
+      "%.1f GFLOP/s (%d x one core; both measured now)\n",
+      cores, bandwidth / 1e9, peak_flops / 1e9, cores);
   std::printf("%-6s %8s %8s %6s %10s %9s %8s %12s %8s\n", "model", "params", "phase", "batch",
               "tok/s", "GFLOP/s", "of peak", "weight GB/s", "of BW");
   for (const std::string& preset : absl::GetFlag(FLAGS_presets)) {
@@ -231,7 +233,8 @@ int Main(int argc, char** argv) {
     // Prefill samples once per prompt: the LM head runs for one token in prefill_len.
     const double prefill_flops =
         prefill * 2.0 *
-        (facts.linear_params + facts.head_params / static_cast<double>(absl::GetFlag(FLAGS_prefill_len)));
+        (facts.linear_params +
+         facts.head_params / static_cast<double>(absl::GetFlag(FLAGS_prefill_len)));
     std::printf("%-6s %7.1fM %8s %6d %10.1f %9.2f %7.0f%% %12s %8s\n", preset.c_str(),
                 facts.params / 1e6, "prefill", 4, prefill, prefill_flops / 1e9,
                 100.0 * prefill_flops / peak_flops, "-", "-");
@@ -246,8 +249,9 @@ int Main(int argc, char** argv) {
                   100.0 * flops / peak_flops, weight_bw / 1e9, 100.0 * weight_bw / bandwidth);
     }
   }
-  std::printf("ceilings: a decode step reads every weight once, so steps/s <= bandwidth / weight "
-              "bytes ('of BW'); matrix products cannot beat the fp32 multiply-add peak ('of peak').\n");
+  std::printf(
+      "ceilings: a decode step reads every weight once, so steps/s <= bandwidth / weight "
+      "bytes ('of BW'); matrix products cannot beat the fp32 multiply-add peak ('of peak').\n");
   return 0;
 }
 

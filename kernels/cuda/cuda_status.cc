@@ -5,9 +5,9 @@
 namespace rackserve::kernels::cuda {
 
 absl::Status CudaStatus(cudaError_t error, const char* expr, const char* file, int line) {
-  const std::string message = absl::StrCat(expr, " failed at ", file, ":", line, ": ",
-                                           cudaGetErrorName(error), " (",
-                                           cudaGetErrorString(error), ")");
+  const std::string message =
+      absl::StrCat(expr, " failed at ", file, ":", line, ": ", cudaGetErrorName(error), " (",
+                   cudaGetErrorString(error), ")");
   switch (error) {
     case cudaErrorMemoryAllocation:
       return absl::ResourceExhaustedError(message);

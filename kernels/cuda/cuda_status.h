@@ -22,10 +22,10 @@ bool CudaDeviceAvailable();
 
 }  // namespace rackserve::kernels::cuda
 
-#define RS_CUDA_RETURN_IF_ERROR(expr)                                                   \
-  do {                                                                                  \
-    const cudaError_t rs_cuda_error_ = (expr);                                          \
-    if (rs_cuda_error_ != cudaSuccess) {                                                \
+#define RS_CUDA_RETURN_IF_ERROR(expr)                                                           \
+  do {                                                                                          \
+    const cudaError_t rs_cuda_error_ = (expr);                                                  \
+    if (rs_cuda_error_ != cudaSuccess) {                                                        \
       return ::rackserve::kernels::cuda::CudaStatus(rs_cuda_error_, #expr, __FILE__, __LINE__); \
-    }                                                                                   \
+    }                                                                                           \
   } while (false)

@@ -29,8 +29,8 @@ __global__ void Nvfp4DequantizeKernel(Nvfp4DequantizeParams p) {
 #pragma unroll
     for (int b = 0; b < 4; ++b) {
       const uint32_t byte = (words[w] >> (8 * b)) & 0xFF;
-      out[w * 4 + b] = __floats2bfloat162_rn(E2m1Value(byte & 0xF) * scale,
-                                             E2m1Value(byte >> 4) * scale);
+      out[w * 4 + b] =
+          __floats2bfloat162_rn(E2m1Value(byte & 0xF) * scale, E2m1Value(byte >> 4) * scale);
     }
   }
 }
@@ -42,8 +42,7 @@ absl::Status LaunchNvfp4Dequantize(const Nvfp4DequantizeParams& p, cudaStream_t 
     return absl::InvalidArgumentError("Nvfp4Dequantize: null pointer argument");
   }
   if (p.rows <= 0 || p.cols <= 0 || p.cols % 16 != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("Nvfp4Dequantize: shape [", p.rows, ", ",
-                                                   p.cols,
+    return absl::InvalidArgumentError(absl::StrCat("Nvfp4Dequantize: shape [", p.rows, ", ", p.cols,
                                                    "] must be positive with cols % 16 == 0"));
   }
   constexpr int kThreads = 256;

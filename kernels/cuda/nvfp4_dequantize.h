@@ -21,8 +21,8 @@ struct Nvfp4DequantizeParams {
   const uint8_t* scales;  // device [rows, cols / 16] E4M3
   float tensor_scale;
   int64_t rows;
-  int64_t cols;           // multiple of 16
-  __nv_bfloat16* out;     // device [rows, cols]
+  int64_t cols;        // multiple of 16
+  __nv_bfloat16* out;  // device [rows, cols]
 };
 
 // Enqueues the expansion on `stream`. INVALID_ARGUMENT for null pointers or sizes that are not

@@ -13,25 +13,25 @@
 #define RS_STATUS_CONCAT_INNER_(a, b) a##b
 #define RS_STATUS_CONCAT_(a, b) RS_STATUS_CONCAT_INNER_(a, b)
 
-#define RS_RETURN_IF_ERROR(expr)                     \
-  do {                                               \
-    ::absl::Status rs_status_ = (expr);              \
-    if (!rs_status_.ok()) return rs_status_;         \
+#define RS_RETURN_IF_ERROR(expr)             \
+  do {                                       \
+    ::absl::Status rs_status_ = (expr);      \
+    if (!rs_status_.ok()) return rs_status_; \
   } while (false)
 
 #define RS_ASSIGN_OR_RETURN(lhs, expr) \
   RS_ASSIGN_OR_RETURN_IMPL_(RS_STATUS_CONCAT_(rs_statusor_, __LINE__), lhs, expr)
 
-#define RS_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, expr) \
-  auto statusor = (expr);                              \
+#define RS_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, expr)     \
+  auto statusor = (expr);                                  \
   if (!statusor.ok()) return std::move(statusor).status(); \
   lhs = std::move(statusor).value()
 
 // Aborts with file and line when a programming invariant is broken. Never for bad input:
 // bad input is reported with a Status.
-#define RS_CHECK(cond)                                                                   \
-  do {                                                                                   \
-    if (!(cond)) ::rackserve::internal::CheckFailed(#cond, __FILE__, __LINE__);          \
+#define RS_CHECK(cond)                                                          \
+  do {                                                                          \
+    if (!(cond)) ::rackserve::internal::CheckFailed(#cond, __FILE__, __LINE__); \
   } while (false)
 
 namespace rackserve::internal {

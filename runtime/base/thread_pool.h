@@ -41,11 +41,11 @@ class ThreadPool {
   std::mutex mu_;
   std::condition_variable work_cv_;
   std::condition_variable done_cv_;
-  bool stop_ = false;                                      // guarded by mu_
-  uint64_t generation_ = 0;                                // guarded by mu_
+  bool stop_ = false;                                          // guarded by mu_
+  uint64_t generation_ = 0;                                    // guarded by mu_
   const std::function<void(int64_t, int64_t)>* fn_ = nullptr;  // guarded by mu_
-  int64_t n_ = 0, chunk_ = 0, next_ = 0;                   // guarded by mu_
-  int64_t pending_ = 0;                                    // chunks not finished; guarded by mu_
+  int64_t n_ = 0, chunk_ = 0, next_ = 0;                       // guarded by mu_
+  int64_t pending_ = 0;  // chunks not finished; guarded by mu_
 };
 
 }  // namespace rackserve::base

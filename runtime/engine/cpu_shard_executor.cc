@@ -56,8 +56,8 @@ absl::StatusOr<std::unique_ptr<CpuShardExecutor>> CpuShardExecutor::Create(
   if (shard == nullptr) return absl::InvalidArgumentError("CpuShardExecutor: shard is null");
   RS_RETURN_IF_ERROR(shard->config.Validate());
   const int tp_size = shard->plan.world.tp;
-  if (tp_size > 1 && (tp == nullptr || tp->size() != tp_size ||
-                      tp->rank() != shard->plan.world.tp_rank())) {
+  if (tp_size > 1 &&
+      (tp == nullptr || tp->size() != tp_size || tp->rank() != shard->plan.world.tp_rank())) {
     return absl::InvalidArgumentError(absl::StrCat(
         "CpuShardExecutor: a tp ", tp_size, " shard needs a communicator of its TP group (size ",
         tp_size, ", rank ", shard->plan.world.tp_rank(), ")"));
@@ -92,9 +92,8 @@ absl::Status CpuShardExecutor::Validate(std::span<const BatchChunk> chunks) cons
     }
     for (size_t i = 0; i < chunk.tokens.size(); ++i) {
       if (chunk.tokens[i] < 0 || chunk.tokens[i] >= config().vocab_size) {
-        return absl::InvalidArgumentError(absl::StrCat("chunk ", c, ": token ", i, " = ",
-                                                       chunk.tokens[i],
-                                                       " is outside the vocabulary"));
+        return absl::InvalidArgumentError(absl::StrCat(
+            "chunk ", c, ": token ", i, " = ", chunk.tokens[i], " is outside the vocabulary"));
       }
     }
     if (static_cast<int64_t>(chunk.block_table.size()) < kv_.BlocksFor(end)) {
@@ -104,9 +103,8 @@ absl::Status CpuShardExecutor::Validate(std::span<const BatchChunk> chunks) cons
     }
     for (int32_t b : chunk.block_table) {
       if (b < 0 || b >= kv_.num_blocks) {
-        return absl::InvalidArgumentError(absl::StrCat("chunk ", c, ": block id ", b,
-                                                       " outside the cache [0, ", kv_.num_blocks,
-                                                       ")"));
+        return absl::InvalidArgumentError(absl::StrCat(
+            "chunk ", c, ": block id ", b, " outside the cache [0, ", kv_.num_blocks, ")"));
       }
     }
   }
@@ -163,8 +161,8 @@ absl::Status CpuShardExecutor::RunLayers(std::span<const BatchChunk> chunks,
   const int64_t T = batch.rows();
   const int64_t H = c.hidden_size;
   if (static_cast<int64_t>(hidden->size()) != T * H) {
-    return absl::InvalidArgumentError(absl::StrCat("RunLayers: hidden holds ", hidden->size(),
-                                                   " floats, expected ", T * H));
+    return absl::InvalidArgumentError(
+        absl::StrCat("RunLayers: hidden holds ", hidden->size(), " floats, expected ", T * H));
   }
   Reserve(T);
   float* residual = hidden->data();
@@ -177,19 +175,19 @@ absl::Status CpuShardExecutor::RunLayers(std::span<const BatchChunk> chunks,
       RS_RETURN_IF_ERROR(
           cpu::RmsNorm(residual, layer.input_norm.data(), T, H, eps, normed_.data()));
     } else {
-      RS_RETURN_IF_ERROR(cpu::AddRmsNorm(residual, proj_.data(), layer.input_norm.data(), T, H,
-                                         eps, normed_.data()));
+      RS_RETURN_IF_ERROR(cpu::AddRmsNorm(residual, proj_.data(), layer.input_norm.data(), T, H, eps,
+                                         normed_.data()));
     }
     RS_RETURN_IF_ERROR(cpu::Fp4Linear(layer.q_proj(), normed_.data(), T, q_.data(), pool_));
     RS_RETURN_IF_ERROR(cpu::Fp4Linear(layer.k_proj(), normed_.data(), T, k_.data(), pool_));
     RS_RETURN_IF_ERROR(cpu::Fp4Linear(layer.v_proj(), normed_.data(), T, v_.data(), pool_));
-    RS_RETURN_IF_ERROR(cpu::ApplyRope(q_.data(), T, num_q, c.head_dim, batch.positions.data(),
-                                      inv_freq_.data()));
-    RS_RETURN_IF_ERROR(cpu::ApplyRope(k_.data(), T, num_kv, c.head_dim, batch.positions.data(),
-                                      inv_freq_.data()));
+    RS_RETURN_IF_ERROR(
+        cpu::ApplyRope(q_.data(), T, num_q, c.head_dim, batch.positions.data(), inv_freq_.data()));
+    RS_RETURN_IF_ERROR(
+        cpu::ApplyRope(k_.data(), T, num_kv, c.head_dim, batch.positions.data(), inv_freq_.data()));
 
-    const cpu::PagedKvLayer cache{k_cache_[l].get(), v_cache_[l].get(), kv_.num_blocks,
-                                  kv_.block_size,    num_kv,            c.head_dim};
+    const cpu::PagedKvLayer cache{
+        k_cache_[l].get(), v_cache_[l].get(), kv_.num_blocks, kv_.block_size, num_kv, c.head_dim};
     RS_RETURN_IF_ERROR(cpu::WriteKv(cache, k_.data(), v_.data(), batch.slots.data(), T));
     cpu::PagedAttentionParams attention{};
     attention.q = q_.data();
@@ -205,8 +203,8 @@ absl::Status CpuShardExecutor::RunLayers(std::span<const BatchChunk> chunks,
     RS_RETURN_IF_ERROR(cpu::Fp4Linear(layer.o_proj(), attn_.data(), T, proj_.data(), pool_));
     RS_RETURN_IF_ERROR(ReduceAcrossTp(proj_.data(), T * H));
 
-    RS_RETURN_IF_ERROR(cpu::AddRmsNorm(residual, proj_.data(), layer.post_attention_norm.data(),
-                                       T, H, eps, normed_.data()));
+    RS_RETURN_IF_ERROR(cpu::AddRmsNorm(residual, proj_.data(), layer.post_attention_norm.data(), T,
+                                       H, eps, normed_.data()));
     RS_RETURN_IF_ERROR(cpu::Fp4Linear(layer.gate_proj(), normed_.data(), T, gate_.data(), pool_));
     RS_RETURN_IF_ERROR(cpu::Fp4Linear(layer.up_proj(), normed_.data(), T, up_.data(), pool_));
     RS_RETURN_IF_ERROR(cpu::SiluMul(gate_.data(), up_.data(), T, plan().ffn_size, act_.data()));
@@ -220,8 +218,7 @@ absl::Status CpuShardExecutor::RunLayers(std::span<const BatchChunk> chunks,
 }
 
 absl::Status CpuShardExecutor::Head(std::span<const BatchChunk> chunks,
-                                    const std::vector<float>& hidden,
-                                    std::vector<float>* logits) {
+                                    const std::vector<float>& hidden, std::vector<float>* logits) {
   RS_CHECK(plan().world.last_stage());
   const model::ModelConfig& c = config();
   const FlatBatch batch = Flatten(chunks, kv_.block_size);

@@ -66,7 +66,7 @@ class CpuShardExecutor {
   std::shared_ptr<const parallel::LlamaShard> shard_;
   kv::KvCacheConfig kv_;
   base::ThreadPool* pool_;
-  comm::Communicator* tp_;  // nullptr when tp == 1
+  comm::Communicator* tp_;                         // nullptr when tp == 1
   std::vector<float> inv_freq_;                    // [head_dim / 2]
   std::vector<std::unique_ptr<float[]>> k_cache_;  // per local layer [blocks, block, kv_heads, dim]
   std::vector<std::unique_ptr<float[]>> v_cache_;

@@ -133,20 +133,19 @@ absl::Status RunRankStep(std::span<const BatchChunk> chunks, CpuShardExecutor& e
     }
     RS_RETURN_IF_ERROR(timed([&] { return executor.RunLayers(micro[m], &hidden[m]); }));
     if (!w.last_stage()) {
-      RS_ASSIGN_OR_RETURN(auto send,
-                          world.SendAsync(hidden[m].data(),
-                                          static_cast<int64_t>(hidden[m].size() * sizeof(float)),
-                                          w.RankOf(w.stage() + 1, w.tp_rank())));
+      RS_ASSIGN_OR_RETURN(
+          auto send,
+          world.SendAsync(hidden[m].data(), static_cast<int64_t>(hidden[m].size() * sizeof(float)),
+                          w.RankOf(w.stage() + 1, w.tp_rank())));
       sends.push_back(std::move(send));
       continue;
     }
-    RS_RETURN_IF_ERROR(
-        timed([&] { return executor.Head(micro[m], hidden[m], &micro_logits[m]); }));
+    RS_RETURN_IF_ERROR(timed([&] { return executor.Head(micro[m], hidden[m], &micro_logits[m]); }));
     if (w.rank == leader_source && w.rank != kLeader) {
-      RS_ASSIGN_OR_RETURN(auto send, world.SendAsync(micro_logits[m].data(),
-                                                     static_cast<int64_t>(
-                                                         micro_logits[m].size() * sizeof(float)),
-                                                     kLeader));
+      RS_ASSIGN_OR_RETURN(
+          auto send,
+          world.SendAsync(micro_logits[m].data(),
+                          static_cast<int64_t>(micro_logits[m].size() * sizeof(float)), kLeader));
       sends.push_back(std::move(send));
     }
   }

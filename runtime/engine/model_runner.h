@@ -1,4 +1,5 @@
-// ModelRunner: one backend's forward pass over a batch of sequence chunks, with the KV cache it owns.
+// ModelRunner: one backend's forward pass over a batch of sequence chunks, with the KV cache it
+// owns.
 //
 // The engine plans a step on the CPU (which sequences, which positions, which KV blocks) and hands
 // the plan to a ModelRunner, which only computes: it writes the chunks' keys and values into its

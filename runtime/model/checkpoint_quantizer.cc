@@ -45,8 +45,7 @@ absl::Status CopyOtherFiles(const std::string& in_dir, const std::string& out_di
       continue;
     }
     std::error_code ec;
-    fs::copy_file(entry.path(), fs::path(out_dir) / name, fs::copy_options::overwrite_existing,
-                  ec);
+    fs::copy_file(entry.path(), fs::path(out_dir) / name, fs::copy_options::overwrite_existing, ec);
     if (ec) return absl::InternalError(absl::StrCat("cannot copy ", name, ": ", ec.message()));
   }
   return absl::OkStatus();
@@ -89,17 +88,17 @@ absl::StatusOr<QuantizationReport> QuantizeCheckpoint(const std::string& in_dir,
         const io::TensorView& t = **view;
         const std::string module = name.substr(0, name.size() - std::string(".weight").size());
         if (t.shape.size() != 2) {
-          status = absl::InvalidArgumentError(absl::StrCat(checkpoint->FileOf(name), ": tensor ",
-                                                           name, " is not 2-D"));
+          status = absl::InvalidArgumentError(
+              absl::StrCat(checkpoint->FileOf(name), ": tensor ", name, " is not 2-D"));
         } else if (IsNvfp4Linear(*checkpoint, module)) {
-          status = absl::InvalidArgumentError(absl::StrCat(
-              checkpoint->FileOf(name), ": tensor ", name, " is already NVFP4"));
+          status = absl::InvalidArgumentError(
+              absl::StrCat(checkpoint->FileOf(name), ": tensor ", name, " is already NVFP4"));
         } else {
           auto values = checkpoint->ReadFloat(name, t.shape);
           absl::StatusOr<numerics::Fp4Matrix> m =
-              values.ok() ? numerics::QuantizeFp4(*values, t.shape[0], t.shape[1],
-                                                  numerics::Fp4Format::kNvfp4,
-                                                  absl::StrCat(checkpoint->FileOf(name), ": ", name))
+              values.ok() ? numerics::QuantizeFp4(
+                                *values, t.shape[0], t.shape[1], numerics::Fp4Format::kNvfp4,
+                                absl::StrCat(checkpoint->FileOf(name), ": ", name))
                           : values.status();
           if (!m.ok()) {
             status = m.status();
@@ -122,8 +121,8 @@ absl::StatusOr<QuantizationReport> QuantizeCheckpoint(const std::string& in_dir,
       } else {
         const io::TensorView& t = **view;
         std::lock_guard<std::mutex> lock(mu);
-        status = writer.Add(name, t.dtype, t.shape,
-                            std::vector<uint8_t>(t.data.begin(), t.data.end()));
+        status =
+            writer.Add(name, t.dtype, t.shape, std::vector<uint8_t>(t.data.begin(), t.data.end()));
         report.tensors_copied++;
         report.bytes_in += static_cast<int64_t>(t.data.size());
         report.bytes_out += static_cast<int64_t>(t.data.size());

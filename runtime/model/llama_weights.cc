@@ -61,8 +61,8 @@ absl::StatusOr<LlamaWeights> LoadLlamaWeights(const std::string& dir, const Load
 
   const int64_t embed_shape[] = {c.vocab_size, c.hidden_size};
   const int64_t norm_shape[] = {c.hidden_size};
-  RS_ASSIGN_OR_RETURN(w.embed_tokens, checkpoint->ReadFloat("model.embed_tokens.weight",
-                                                            embed_shape));
+  RS_ASSIGN_OR_RETURN(w.embed_tokens,
+                      checkpoint->ReadFloat("model.embed_tokens.weight", embed_shape));
   RS_ASSIGN_OR_RETURN(w.final_norm, checkpoint->ReadFloat("model.norm.weight", norm_shape));
   if (!c.tie_word_embeddings) {
     RS_ASSIGN_OR_RETURN(w.lm_head, checkpoint->ReadFloat("lm_head.weight", embed_shape));
@@ -70,16 +70,17 @@ absl::StatusOr<LlamaWeights> LoadLlamaWeights(const std::string& dir, const Load
 
   w.layers.resize(c.num_hidden_layers);
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
-    RS_ASSIGN_OR_RETURN(w.layers[i].input_norm,
-                        checkpoint->ReadFloat(LayerModuleName(i, "input_layernorm.weight"),
-                                              norm_shape));
+    RS_ASSIGN_OR_RETURN(
+        w.layers[i].input_norm,
+        checkpoint->ReadFloat(LayerModuleName(i, "input_layernorm.weight"), norm_shape));
     RS_ASSIGN_OR_RETURN(
         w.layers[i].post_attention_norm,
         checkpoint->ReadFloat(LayerModuleName(i, "post_attention_layernorm.weight"), norm_shape));
   }
 
   // Linear layers: the bulk of the work when quantizing at load, spread over the pool.
-  const int64_t num_linears = c.num_hidden_layers * static_cast<int64_t>(kLlamaLinearModules.size());
+  const int64_t num_linears =
+      c.num_hidden_layers * static_cast<int64_t>(kLlamaLinearModules.size());
   std::mutex error_mu;
   absl::Status first_error;
   auto load_range = [&](int64_t begin, int64_t end) {

@@ -1,8 +1,8 @@
 // LlamaWeights: the weights of a Llama-family model held in host memory, ready for the CPU ops.
 //
 // Decoder linear layers are FP4 (numerics::Fp4Matrix, NVFP4 or MXFP4); norms, the embedding and the
-// LM head are float32. A checkpoint directory (Hugging Face layout, see DESIGN.md) is read either as
-// already-NVFP4 (ModelOpt layout, kept bit for bit) or as bf16/fp16/fp32 and quantized at load.
+// LM head are float32. A checkpoint directory (Hugging Face layout, see DESIGN.md) is read either
+// as already-NVFP4 (ModelOpt layout, kept bit for bit) or as bf16/fp16/fp32 and quantized at load.
 // LlamaWeights is an immutable value once loaded; share it read-only across threads.
 #pragma once
 
@@ -54,8 +54,8 @@ struct LlamaWeights {
   ModelConfig config;
   std::vector<float> embed_tokens;  // [vocab, hidden]
   std::vector<LlamaLayerWeights> layers;
-  std::vector<float> final_norm;    // [hidden]
-  std::vector<float> lm_head;       // [vocab, hidden]; empty when tie_word_embeddings
+  std::vector<float> final_norm;  // [hidden]
+  std::vector<float> lm_head;     // [vocab, hidden]; empty when tie_word_embeddings
 
   // The LM head matrix [vocab, hidden] (the embedding when tied).
   const std::vector<float>& lm_head_matrix() const {

@@ -85,21 +85,27 @@ std::vector<TensorJob> TensorJobs(const ModelConfig& c) {
   std::vector<TensorJob> jobs;
   jobs.push_back({"model.embed_tokens.weight", {c.vocab_size, c.hidden_size}, 0.0f, 1.0f, false});
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
-    jobs.push_back({LayerModuleName(i, "input_layernorm.weight"), {c.hidden_size}, 1.0f, 0.1f,
+    jobs.push_back(
+        {LayerModuleName(i, "input_layernorm.weight"), {c.hidden_size}, 1.0f, 0.1f, false});
+    jobs.push_back({LayerModuleName(i, "post_attention_layernorm.weight"),
+                    {c.hidden_size},
+                    1.0f,
+                    0.1f,
                     false});
-    jobs.push_back({LayerModuleName(i, "post_attention_layernorm.weight"), {c.hidden_size}, 1.0f,
-                    0.1f, false});
     for (std::string_view suffix : kLlamaLinearModules) {
       const LinearShape s = LlamaLinearShape(c, suffix);
-      jobs.push_back({LayerModuleName(i, suffix), {s.rows, s.cols}, 0.0f,
-                      1.0f / std::sqrt(static_cast<float>(s.cols)), true});
+      jobs.push_back({LayerModuleName(i, suffix),
+                      {s.rows, s.cols},
+                      0.0f,
+                      1.0f / std::sqrt(static_cast<float>(s.cols)),
+                      true});
     }
   }
   jobs.push_back({"model.norm.weight", {c.hidden_size}, 1.0f, 0.1f, false});
   // A peaked output distribution keeps greedy decoding away from near-ties.
   if (!c.tie_word_embeddings) {
-    jobs.push_back({"lm_head.weight", {c.vocab_size, c.hidden_size}, 0.0f, 4.0f * hidden_std,
-                    false});
+    jobs.push_back(
+        {"lm_head.weight", {c.vocab_size, c.hidden_size}, 0.0f, 4.0f * hidden_std, false});
   }
   return jobs;
 }
@@ -124,8 +130,9 @@ absl::StatusOr<ModelConfig> PresetModelConfig(std::string_view name) {
   const auto& presets = Presets();
   auto it = presets.find(name);
   if (it == presets.end()) {
-    return absl::NotFoundError(absl::StrCat("no model preset named '", std::string(name),
-                                            "'; presets: ", absl::StrJoin(PresetModelNames(), ", ")));
+    return absl::NotFoundError(
+        absl::StrCat("no model preset named '", std::string(name),
+                     "'; presets: ", absl::StrJoin(PresetModelNames(), ", ")));
   }
   return it->second;
 }
@@ -185,7 +192,8 @@ absl::Status WriteRandomModel(const std::string& dir, const RandomModelOptions& 
   } else {
     std::filesystem::remove(quant_path, ec);
   }
-  if (options.with_tokenizer) RS_RETURN_IF_ERROR(TrainTokenizer(dir, static_cast<int>(c.vocab_size)));
+  if (options.with_tokenizer)
+    RS_RETURN_IF_ERROR(TrainTokenizer(dir, static_cast<int>(c.vocab_size)));
   return absl::OkStatus();
 }
 

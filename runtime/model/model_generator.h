@@ -1,4 +1,5 @@
-// Writes random Llama checkpoints: the models that tests, benchmarks and the demo run (no download).
+// Writes random Llama checkpoints: the models that tests, benchmarks and the demo run (no
+// download).
 //
 // The directory gets config.json, model.safetensors (or shards and an index), and optionally a
 // SentencePiece tokenizer.model trained on a built-in corpus; NVFP4 models also get ModelOpt's
@@ -26,9 +27,9 @@ struct RandomModelOptions {
   ModelConfig config;
   uint64_t seed = 0;
   CheckpointFormat format = CheckpointFormat::kNvfp4;
-  bool with_tokenizer = true;               // train and write tokenizer.model
+  bool with_tokenizer = true;                  // train and write tokenizer.model
   int64_t max_shard_bytes = int64_t{4} << 30;  // larger checkpoints are sharded
-  base::ThreadPool* pool = nullptr;         // generates tensors in parallel; nullptr: caller only
+  base::ThreadPool* pool = nullptr;  // generates tensors in parallel; nullptr: caller only
 };
 
 // Named shapes: "tiny" (unit tests), "small" (the local demo), "100m" (~100M parameters, CPU

@@ -26,15 +26,15 @@ absl::StatusOr<numerics::Fp4Matrix> ReadNvfp4Linear(const io::Checkpoint& checkp
   const int64_t scale_shape[] = {rows, cols / kBlock};
   RS_ASSIGN_OR_RETURN(const io::TensorView* packed,
                       checkpoint.GetChecked(module + ".weight", io::DType::kU8, packed_shape));
-  RS_ASSIGN_OR_RETURN(const io::TensorView* scales,
-                      checkpoint.GetChecked(module + ".weight_scale", io::DType::kF8E4M3,
-                                            scale_shape));
+  RS_ASSIGN_OR_RETURN(
+      const io::TensorView* scales,
+      checkpoint.GetChecked(module + ".weight_scale", io::DType::kF8E4M3, scale_shape));
   const std::string scale2_name = module + ".weight_scale_2";
   RS_ASSIGN_OR_RETURN(const io::TensorView* scale2, checkpoint.Get(scale2_name));
   if (scale2->dtype != io::DType::kF32 || scale2->numel() != 1 || scale2->shape.size() > 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(checkpoint.FileOf(scale2_name), ": tensor ", scale2_name,
-                     " must be an F32 scalar (shape [] or [1])"));
+    return absl::InvalidArgumentError(absl::StrCat(checkpoint.FileOf(scale2_name), ": tensor ",
+                                                   scale2_name,
+                                                   " must be an F32 scalar (shape [] or [1])"));
   }
   numerics::Fp4Matrix m;
   m.format = numerics::Fp4Format::kNvfp4;
@@ -50,8 +50,8 @@ absl::StatusOr<numerics::Fp4Matrix> ReadNvfp4Linear(const io::Checkpoint& checkp
 absl::Status AddNvfp4Linear(io::SafetensorsWriter& writer, const std::string& module,
                             const numerics::Fp4Matrix& m) {
   RS_CHECK(m.format == numerics::Fp4Format::kNvfp4);
-  RS_RETURN_IF_ERROR(writer.Add(module + ".weight", io::DType::kU8, {m.rows, m.cols / 2},
-                                m.packed));
+  RS_RETURN_IF_ERROR(
+      writer.Add(module + ".weight", io::DType::kU8, {m.rows, m.cols / 2}, m.packed));
   RS_RETURN_IF_ERROR(writer.Add(module + ".weight_scale", io::DType::kF8E4M3,
                                 {m.rows, m.scales_per_row()}, m.scales));
   const float scale2 = m.tensor_scale;

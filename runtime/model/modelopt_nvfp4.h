@@ -20,8 +20,8 @@ namespace rackserve::model {
 // True when the checkpoint stores `<module>.weight` packed as NVFP4 (U8 with a weight_scale).
 bool IsNvfp4Linear(const io::Checkpoint& checkpoint, const std::string& module);
 
-// Reads the NVFP4 linear `module` of logical shape [rows, cols]. INVALID_ARGUMENT naming the file and
-// tensor for a wrong dtype or shape; NOT_FOUND for a missing tensor.
+// Reads the NVFP4 linear `module` of logical shape [rows, cols]. INVALID_ARGUMENT naming the file
+// and tensor for a wrong dtype or shape; NOT_FOUND for a missing tensor.
 absl::StatusOr<numerics::Fp4Matrix> ReadNvfp4Linear(const io::Checkpoint& checkpoint,
                                                     const std::string& module, int64_t rows,
                                                     int64_t cols);

@@ -64,8 +64,8 @@ inline uint16_t FloatToFp16(float f) {
     return sign | static_cast<uint16_t>(q);  // q == 1024 encodes the smallest normal
   }
   int e;
-  std::frexp(a, &e);  // a = m * 2^e, m in [0.5, 1)
-  e -= 1;             // a = 1.x * 2^e
+  std::frexp(a, &e);                                // a = m * 2^e, m in [0.5, 1)
+  e -= 1;                                           // a = 1.x * 2^e
   float q = std::nearbyint(std::ldexp(a, 10 - e));  // in [1024, 2048]
   if (q == 2048.0f) {
     q = 1024.0f;

@@ -26,7 +26,8 @@ std::vector<std::string> ParseCommandLine(int argc, char** argv, const char* usa
   }
   std::vector<char*> args;
   for (auto& s : storage) args.push_back(s.data());
-  std::vector<char*> positional = absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
+  std::vector<char*> positional =
+      absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
   return std::vector<std::string>(positional.begin(), positional.end());
 }
 

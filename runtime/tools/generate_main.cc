@@ -1,8 +1,8 @@
 // rackserve-generate: loads a model directory and generates for token ids or text prompts on the
 // engine, printing each completion and the throughput. See --help.
 #include <chrono>
-#include <filesystem>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <optional>
@@ -21,11 +21,11 @@
 #include "runtime/engine/cpu_shard_executor.h"
 #include "runtime/engine/distributed_model_runner.h"
 #include "runtime/engine/engine.h"
+#include "runtime/io/safetensors_writer.h"
+#include "runtime/model/tokenizer.h"
 #include "runtime/parallel/llama_shard.h"
 #include "runtime/parallel/shard_plan.h"
 #include "runtime/parallel/world_config.h"
-#include "runtime/io/safetensors_writer.h"
-#include "runtime/model/tokenizer.h"
 #include "runtime/tools/command_line.h"
 #include "runtime/tools/rank_launcher.h"
 
@@ -56,7 +56,8 @@ ABSL_FLAG(int, tp, 1, "tensor-parallel ranks of the replica (processes on this m
 ABSL_FLAG(int, pp, 1, "pipeline-parallel stages of the replica (processes on this machine)");
 ABSL_FLAG(std::vector<std::string>, pp_layers, {},
           "layers per pipeline stage, e.g. 3,5 (default: an even split)");
-ABSL_FLAG(int, rank, -1, "internal: this process's rank in a tp x pp replica (set by the launcher)");
+ABSL_FLAG(int, rank, -1,
+          "internal: this process's rank in a tp x pp replica (set by the launcher)");
 ABSL_FLAG(std::string, rendezvous_dir, "", "internal: the replica's rendezvous directory");
 ABSL_FLAG(double, comm_timeout_s, 30, "seconds a rank waits on another before failing");
 
@@ -142,10 +143,9 @@ absl::StatusOr<Replica> BuildReplica(const std::string& model_dir,
   RS_ASSIGN_OR_RETURN(replica.world,
                       Connect(dir + "/world", world.size(), world.rank, world.Layout(), model_dir));
   if (tp > 1) {
-    RS_ASSIGN_OR_RETURN(replica.tp, Connect(absl::StrCat(dir, "/tp-stage", world.stage()), tp,
-                                            world.tp_rank(),
-                                            absl::StrCat(world.Layout(), "-stage", world.stage()),
-                                            model_dir));
+    RS_ASSIGN_OR_RETURN(replica.tp,
+                        Connect(absl::StrCat(dir, "/tp-stage", world.stage()), tp, world.tp_rank(),
+                                absl::StrCat(world.Layout(), "-stage", world.stage()), model_dir));
   }
   std::vector<int64_t> stage_layers;
   for (const std::string& n : absl::GetFlag(FLAGS_pp_layers)) {
@@ -166,10 +166,10 @@ absl::StatusOr<Replica> BuildReplica(const std::string& model_dir,
   load.pool = pool.get();
   RS_ASSIGN_OR_RETURN(parallel::LlamaShard shard, parallel::LoadLlamaShard(model_dir, plan, load));
   RS_ASSIGN_OR_RETURN(kv::KvCacheConfig kv, engine::KvCacheConfigFor(config, options));
-  RS_ASSIGN_OR_RETURN(
-      std::unique_ptr<engine::CpuShardExecutor> executor,
-      engine::CpuShardExecutor::Create(std::make_shared<const parallel::LlamaShard>(std::move(shard)),
-                                       kv, pool.get(), replica.tp.get()));
+  RS_ASSIGN_OR_RETURN(std::unique_ptr<engine::CpuShardExecutor> executor,
+                      engine::CpuShardExecutor::Create(
+                          std::make_shared<const parallel::LlamaShard>(std::move(shard)), kv,
+                          pool.get(), replica.tp.get()));
   if (world.rank != 0) {
     engine::PipelineStats stats;
     RS_RETURN_IF_ERROR(engine::RunFollower(*replica.world, *executor, &stats));
@@ -178,8 +178,8 @@ absl::StatusOr<Replica> BuildReplica(const std::string& model_dir,
                  static_cast<long long>(stats.steps), stats.compute_seconds, stats.step_seconds);
     return replica;
   }
-  auto runner = std::make_unique<engine::DistributedModelRunner>(replica.world.get(),
-                                                                 std::move(executor));
+  auto runner =
+      std::make_unique<engine::DistributedModelRunner>(replica.world.get(), std::move(executor));
   replica.distributed = runner.get();
   RS_ASSIGN_OR_RETURN(replica.engine,
                       engine::Engine::Create(std::move(runner), kv, options, std::move(pool)));
@@ -287,7 +287,8 @@ int Main(int argc, char** argv) {
   if (replica.distributed != nullptr) {
     OrFail(replica.distributed->Shutdown());
     const engine::PipelineStats& ps = replica.distributed->stats();
-    std::fprintf(stderr, "%s: replica tp %d x pp %d: %lld steps, leader busy %.3f s of %.3f s "
+    std::fprintf(stderr,
+                 "%s: replica tp %d x pp %d: %lld steps, leader busy %.3f s of %.3f s "
                  "(waiting %.0f%%: pipeline bubble and transfers)\n",
                  kTool, absl::GetFlag(FLAGS_tp), absl::GetFlag(FLAGS_pp),
                  static_cast<long long>(ps.steps), ps.compute_seconds, ps.step_seconds,

@@ -35,7 +35,8 @@ namespace {
 constexpr char kTool[] = "rackserve-make-model";
 
 int Main(int argc, char** argv) {
-  ParseCommandLine(argc, argv, "rackserve-make-model --out DIR [--preset NAME] [--format nvfp4|bf16]");
+  ParseCommandLine(argc, argv,
+                   "rackserve-make-model --out DIR [--preset NAME] [--format nvfp4|bf16]");
   const std::string out = absl::GetFlag(FLAGS_out);
   if (out.empty()) Fail(kTool, "--out is required");
   auto preset = model::PresetModelConfig(absl::GetFlag(FLAGS_preset));

@@ -34,9 +34,8 @@ TEST(ThreadPoolTest, NestedCallOnSamePoolAborts) {
   EXPECT_DEATH(
       {
         ThreadPool pool(2);
-        pool.ParallelFor(8, 1, [&](int64_t, int64_t) {
-          pool.ParallelFor(2, 1, [](int64_t, int64_t) {});
-        });
+        pool.ParallelFor(
+            8, 1, [&](int64_t, int64_t) { pool.ParallelFor(2, 1, [](int64_t, int64_t) {}); });
       },
       "invariant broken");
 }

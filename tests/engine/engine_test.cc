@@ -293,6 +293,35 @@ TEST_F(EngineBatchTest, CancelEndsARequestWithOneFinalEvent) {
   EXPECT_EQ(engine->num_in_flight(), 0);
 }
 
+// Failover: a request resumed with its first k tokens as prompt suffix and step_offset = k
+// continues exactly as the uninterrupted run (greedy and seeded sampling), indices from k.
+TEST_F(EngineBatchTest, ResumedRequestContinuesTheUninterruptedRun) {
+  for (const Request& original : MixedRequests()) {
+    auto engine = LoadOrDie(*dir_);
+    const Completion full = RunAll(*engine, {original})[original.id];
+    ASSERT_GE(full.tokens.size(), 4u);
+    for (const int64_t k : {int64_t{1}, int64_t{3}}) {
+      Request resumed = original;
+      resumed.prompt.insert(resumed.prompt.end(), full.tokens.begin(), full.tokens.begin() + k);
+      resumed.step_offset = k;
+      ASSERT_TRUE(engine->Submit(resumed).ok());
+      std::vector<int32_t> tokens(full.tokens.begin(), full.tokens.begin() + k);
+      sampling::FinishReason finish = sampling::FinishReason::kNone;
+      while (engine->has_work()) {
+        auto events = engine->Step();
+        ASSERT_TRUE(events.ok()) << events.status();
+        for (const TokenEvent& e : *events) {
+          EXPECT_EQ(e.index, static_cast<int64_t>(tokens.size()));
+          tokens.push_back(e.token);
+          finish = e.finish;
+        }
+      }
+      EXPECT_EQ(tokens, full.tokens) << "request " << original.id << " resumed after " << k;
+      EXPECT_EQ(finish, full.finish) << "request " << original.id << " resumed after " << k;
+    }
+  }
+}
+
 TEST_F(EngineBatchTest, BadRequestsAreRejectedAndChangeNothing) {
   EngineOptions options;
   options.kv_block_size = 4;
@@ -306,8 +335,7 @@ TEST_F(EngineBatchTest, BadRequestsAreRejectedAndChangeNothing) {
   expect(Greedy(1, {}, 4), absl::StatusCode::kInvalidArgument, "prompt is empty");
   expect(Greedy(2, {5, 512, 7}, 4), absl::StatusCode::kInvalidArgument, "prompt[1] = 512");
   expect(Greedy(3, {5, -1}, 4), absl::StatusCode::kInvalidArgument, "prompt[1] = -1");
-  expect(Greedy(4, std::vector<int32_t>(512, 5), 4), absl::StatusCode::kInvalidArgument,
-         "context");
+  expect(Greedy(4, std::vector<int32_t>(512, 5), 4), absl::StatusCode::kInvalidArgument, "context");
   Request bad_temp = Greedy(5, {5, 6}, 4);
   bad_temp.sampling.temperature = -1;
   expect(bad_temp, absl::StatusCode::kInvalidArgument, "temperature");
@@ -318,8 +346,13 @@ TEST_F(EngineBatchTest, BadRequestsAreRejectedAndChangeNothing) {
   bad_stop.sampling.stop_token_ids = {9999};
   expect(bad_stop, absl::StatusCode::kInvalidArgument, "stop_token_ids");
   expect(Greedy(8, {5, 6}, 0), absl::StatusCode::kInvalidArgument, "max_new_tokens");
-  expect(Greedy(9, std::vector<int32_t>(30, 5), 10), absl::StatusCode::kInvalidArgument,
-         "KV");
+  expect(Greedy(9, std::vector<int32_t>(30, 5), 10), absl::StatusCode::kInvalidArgument, "KV");
+  Request all_resumed = Greedy(11, {5, 6, 7}, 2);
+  all_resumed.step_offset = 2;
+  expect(all_resumed, absl::StatusCode::kInvalidArgument, "step_offset = 2");
+  Request negative_offset = Greedy(12, {5, 6}, 2);
+  negative_offset.step_offset = -1;
+  expect(negative_offset, absl::StatusCode::kInvalidArgument, "step_offset = -1");
   EXPECT_FALSE(engine->has_work());
 
   ASSERT_TRUE(engine->Submit(Greedy(10, {5, 6}, 3)).ok());

@@ -122,8 +122,11 @@ class GenerateParallelTest : public ::testing::TestWithParam<std::vector<std::st
     std::vector<std::string> args = {"--model=" + *model_,
                                      "--prompt-ids=1 5 9 200 17,1 7,1 300 301 302 303 304 305 306 "
                                      "307 308 309 310 311 312 313 314 315",
-                                     "--max-new-tokens=12", "--ignore-eos", "--print-ids",
-                                     "--max-tokens-per-step=8", "--threads=1"};
+                                     "--max-new-tokens=12",
+                                     "--ignore-eos",
+                                     "--print-ids",
+                                     "--max-tokens-per-step=8",
+                                     "--threads=1"};
     args.insert(args.end(), extra.begin(), extra.end());
     return args;
   }
@@ -151,12 +154,13 @@ TEST_P(GenerateParallelTest, SameTokensAndLogitsAsOneProcess) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Layouts, GenerateParallelTest,
-    ::testing::Values(std::vector<std::string>{"--tp=2"}, std::vector<std::string>{"--tp=4"},
-                      std::vector<std::string>{"--pp=2"}, std::vector<std::string>{"--pp=4"},
-                      std::vector<std::string>{"--tp=2", "--pp=2"},
-                      std::vector<std::string>{"--pp=2", "--pp-layers=1,3"}));
+INSTANTIATE_TEST_SUITE_P(Layouts, GenerateParallelTest,
+                         ::testing::Values(std::vector<std::string>{"--tp=2"},
+                                           std::vector<std::string>{"--tp=4"},
+                                           std::vector<std::string>{"--pp=2"},
+                                           std::vector<std::string>{"--pp=4"},
+                                           std::vector<std::string>{"--tp=2", "--pp=2"},
+                                           std::vector<std::string>{"--pp=2", "--pp-layers=1,3"}));
 
 // The pid of the process whose parent is `parent` and whose command line holds `needle`.
 pid_t FindChild(pid_t parent, const std::string& needle) {
@@ -185,9 +189,9 @@ TEST(GenerateParallelFailureTest, KilledRankFailsTheReplicaWithinFiveSeconds) {
   options.config = *model::PresetModelConfig("small");
   options.with_tokenizer = false;
   ASSERT_TRUE(model::WriteRandomModel(dir + "/model", options).ok());
-  const pid_t launcher = Start(dir, {"--model=" + dir + "/model", "--prompt-ids=1 2 3,1 4 5",
-                                     "--max-new-tokens=2000", "--ignore-eos", "--tp=2",
-                                     "--threads=1"});
+  const pid_t launcher =
+      Start(dir, {"--model=" + dir + "/model", "--prompt-ids=1 2 3,1 4 5", "--max-new-tokens=2000",
+                  "--ignore-eos", "--tp=2", "--threads=1"});
   // Wait until rank 1 runs and the replica is generating, then kill rank 1.
   pid_t rank1 = -1;
   for (int i = 0; i < 200 && rank1 < 0; ++i) {

@@ -66,14 +66,12 @@ INSTANTIATE_TEST_SUITE_P(Shapes, SiluMulShapeTest,
                            return absl::StrCat("m", info.param.m, "_f", info.param.f);
                          });
 
-TEST(SiluMulTest, NoRowsIsANoOp) {
-  EXPECT_TRUE(SiluMul(nullptr, nullptr, 0, 4, nullptr).ok());
-}
+TEST(SiluMulTest, NoRowsIsANoOp) { EXPECT_TRUE(SiluMul(nullptr, nullptr, 0, 4, nullptr).ok()); }
 
 TEST(SiluMulTest, RejectsBadArguments) {
   std::vector<float> buffer(64, 1.0f);
-  const float* gate = buffer.data();      // [2, 8]
-  const float* up = buffer.data() + 16;   // [2, 8]
+  const float* gate = buffer.data();     // [2, 8]
+  const float* up = buffer.data() + 16;  // [2, 8]
   struct Case {
     absl::Status status;
     const char* culprit;

@@ -18,7 +18,9 @@ namespace {
 
 template <typename T>
 struct DeviceBuffer {
-  explicit DeviceBuffer(size_t n) { EXPECT_EQ(cudaMalloc(reinterpret_cast<void**>(&ptr), n * sizeof(T)), cudaSuccess); }
+  explicit DeviceBuffer(size_t n) {
+    EXPECT_EQ(cudaMalloc(reinterpret_cast<void**>(&ptr), n * sizeof(T)), cudaSuccess);
+  }
   ~DeviceBuffer() { cudaFree(ptr); }
   T* ptr = nullptr;
 };
@@ -44,12 +46,11 @@ TEST(Nvfp4DequantizeTest, MatchesCpuDequantizer) {
     ASSERT_EQ(cudaMemcpy(scales.ptr, m->scales.data(), m->scales.size(), cudaMemcpyHostToDevice),
               cudaSuccess);
     ASSERT_EQ(cudaMemset(out.ptr, 0xFF, rows * cols * sizeof(__nv_bfloat16)), cudaSuccess);  // NaN
-    const Nvfp4DequantizeParams params{packed.ptr, scales.ptr, m->tensor_scale, rows, cols,
-                                       out.ptr};
+    const Nvfp4DequantizeParams params{packed.ptr, scales.ptr, m->tensor_scale,
+                                       rows,       cols,       out.ptr};
     ASSERT_TRUE(LaunchNvfp4Dequantize(params, nullptr).ok());
     std::vector<uint16_t> got(rows * cols);
-    ASSERT_EQ(cudaMemcpy(got.data(), out.ptr, got.size() * 2, cudaMemcpyDeviceToHost),
-              cudaSuccess);
+    ASSERT_EQ(cudaMemcpy(got.data(), out.ptr, got.size() * 2, cudaMemcpyDeviceToHost), cudaSuccess);
     for (int64_t i = 0; i < rows * cols; ++i) {
       ASSERT_EQ(got[i], numerics::FloatToBf16(want[i])) << "element " << i;
     }

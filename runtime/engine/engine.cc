@@ -96,6 +96,11 @@ absl::Status Engine::ValidateRequest(const Request& request) const {
   if (!s.ok()) {
     return absl::Status(s.code(), absl::StrCat("request ", request.id, ": ", s.message()));
   }
+  if (request.step_offset < 0 || request.step_offset >= request.sampling.max_new_tokens) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "request ", request.id, ": step_offset = ", request.step_offset, " is outside [0, ",
+        "max_new_tokens = ", request.sampling.max_new_tokens, ")"));
+  }
   return absl::OkStatus();
 }
 
@@ -107,9 +112,10 @@ absl::Status Engine::Submit(Request request) {
   InFlight state;
   state.sampling = std::move(request.sampling);
   state.return_logits = request.return_logits;
+  state.step_offset = request.step_offset;
   const int64_t len = static_cast<int64_t>(request.prompt.size());
-  state.max_new_tokens =
-      std::min(state.sampling.max_new_tokens, config().max_position_embeddings - len);
+  state.max_new_tokens = std::min(state.sampling.max_new_tokens - state.step_offset,
+                                  config().max_position_embeddings - len);
   RS_RETURN_IF_ERROR(scheduler_.Add(request.id, std::move(request.prompt), state.max_new_tokens));
   requests_.emplace(request.id, std::move(state));
   return absl::OkStatus();
@@ -169,12 +175,13 @@ absl::StatusOr<std::vector<TokenEvent>> Engine::Step(StepStats* stats) {
       ++row;
       const InFlight& state = requests_.at(id);
       const int64_t generated = static_cast<int64_t>(sc.seq->tokens.size()) - sc.seq->prompt_len;
+      const int64_t index = state.step_offset + generated;
       TokenEvent event;
       event.id = id;
-      event.index = generated;
-      event.token = sampling::SampleToken(row_logits, state.sampling, generated);
+      event.index = index;
+      event.token = sampling::SampleToken(row_logits, state.sampling, index);
       if (state.return_logits) event.logits.assign(row_logits.begin(), row_logits.end());
-      event.finish = sampling::CheckStop(event.token, generated + 1, state.sampling,
+      event.finish = sampling::CheckStop(event.token, index + 1, state.sampling,
                                          config().eos_token_ids);
       if (event.finish == sampling::FinishReason::kNone && generated + 1 >= state.max_new_tokens) {
         event.finish = sampling::FinishReason::kLength;  // the context is full

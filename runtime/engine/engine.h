@@ -43,6 +43,10 @@ struct Request {
   std::vector<int32_t> prompt;         // token ids, non-empty, inside the vocabulary
   sampling::SamplingParams sampling;
   bool return_logits = false;          // attach each token's logits to its event
+  // Generated tokens this request already has elsewhere (failover): they end `prompt`, sampling
+  // draws and TokenEvent.index count from it, and sampling.max_new_tokens counts them too, so
+  // the continuation equals an uninterrupted run. In [0, sampling.max_new_tokens).
+  int64_t step_offset = 0;
 };
 
 struct TokenEvent {
@@ -83,8 +87,9 @@ class Engine {
   ~Engine();
 
   // Validates and queues a request. INVALID_ARGUMENT naming the field (empty prompt, token outside
-  // the vocabulary, prompt not shorter than the context, bad sampling parameter, a request that
-  // cannot fit in the KV cache even alone); ALREADY_EXISTS for an id in flight. Nothing changes
+  // the vocabulary, prompt not shorter than the context, bad sampling parameter, step_offset
+  // outside [0, max_new_tokens), a request that cannot fit in the KV cache even alone);
+  // ALREADY_EXISTS for an id in flight. Nothing changes
   // on error.
   absl::Status Submit(Request request);
   // Ends a request now; its final event (kCancelled) comes with the next Step(). NOT_FOUND for an
@@ -102,7 +107,8 @@ class Engine {
   struct InFlight {
     sampling::SamplingParams sampling;
     bool return_logits = false;
-    int64_t max_new_tokens = 0;  // sampling.max_new_tokens, clipped to the context
+    int64_t max_new_tokens = 0;  // tokens left to generate here, clipped to the context
+    int64_t step_offset = 0;     // Request::step_offset
   };
   Engine(std::unique_ptr<ModelRunner> runner, const kv::KvCacheConfig& kv,
          const EngineOptions& options, std::unique_ptr<base::ThreadPool> pool);

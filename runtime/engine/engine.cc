@@ -8,7 +8,6 @@
 #include "runtime/model/model_config.h"
 #include "runtime/parallel/llama_shard.h"
 #include "runtime/parallel/shard_plan.h"
-#include "runtime/parallel/world_config.h"
 #include "runtime/sampling/sampler.h"
 
 namespace rackserve::engine {
@@ -28,29 +27,40 @@ absl::StatusOr<kv::KvCacheConfig> KvCacheConfigFor(const model::ModelConfig& con
   return kv::KvCacheConfig::Create(options.kv_block_size, num_blocks);
 }
 
-absl::StatusOr<std::unique_ptr<Engine>> Engine::Load(const std::string& model_dir,
-                                                     const EngineOptions& options) {
+absl::StatusOr<LoadedShard> LoadCpuShard(const std::string& model_dir,
+                                         const parallel::WorldConfig& world,
+                                         std::span<const int64_t> stage_layers,
+                                         const EngineOptions& options, base::ThreadPool* pool,
+                                         comm::Communicator* tp) {
   if (options.backend != "cpu") {
     return absl::InvalidArgumentError(absl::StrCat(
         "backend '", options.backend, "' is not available in this build (available: cpu)"));
   }
   RS_ASSIGN_OR_RETURN(model::ModelConfig config,
                       model::ModelConfig::FromFile(model_dir + "/config.json"));
-  RS_ASSIGN_OR_RETURN(parallel::WorldConfig world, parallel::WorldConfig::Create(1, 1, 0));
   RS_ASSIGN_OR_RETURN(parallel::ShardPlan plan,
-                      parallel::PlanShard(config, world, {},
+                      parallel::PlanShard(config, world, stage_layers,
                                           numerics::Fp4BlockSize(options.quantize_format)));
-  auto pool = std::make_unique<base::ThreadPool>(options.num_threads);
   model::LoadOptions load;
   load.quantize_format = options.quantize_format;
-  load.pool = pool.get();
+  load.pool = pool;
   RS_ASSIGN_OR_RETURN(parallel::LlamaShard shard, parallel::LoadLlamaShard(model_dir, plan, load));
-  RS_ASSIGN_OR_RETURN(kv::KvCacheConfig kv, KvCacheConfigFor(shard.config, options));
+  LoadedShard loaded;
+  RS_ASSIGN_OR_RETURN(loaded.kv, KvCacheConfigFor(config, options));
   RS_ASSIGN_OR_RETURN(
-      std::unique_ptr<CpuShardExecutor> executor,
-      CpuShardExecutor::Create(std::make_shared<const parallel::LlamaShard>(std::move(shard)), kv,
-                               pool.get(), nullptr));
-  return Create(std::make_unique<CpuModelRunner>(std::move(executor)), kv, options,
+      loaded.executor,
+      CpuShardExecutor::Create(std::make_shared<const parallel::LlamaShard>(std::move(shard)),
+                               loaded.kv, pool, tp));
+  return loaded;
+}
+
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Load(const std::string& model_dir,
+                                                     const EngineOptions& options) {
+  RS_ASSIGN_OR_RETURN(parallel::WorldConfig world, parallel::WorldConfig::Create(1, 1, 0));
+  auto pool = std::make_unique<base::ThreadPool>(options.num_threads);
+  RS_ASSIGN_OR_RETURN(LoadedShard shard,
+                      LoadCpuShard(model_dir, world, {}, options, pool.get(), nullptr));
+  return Create(std::make_unique<CpuModelRunner>(std::move(shard.executor)), shard.kv, options,
                 std::move(pool));
 }
 
@@ -88,9 +98,9 @@ absl::Status Engine::ValidateRequest(const Request& request) const {
   }
   const int64_t len = static_cast<int64_t>(request.prompt.size());
   if (len >= c.max_position_embeddings) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "request ", request.id, ": prompt has ", len, " tokens; the context holds ",
-        c.max_position_embeddings, " (prompt and at least one generated token)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("request ", request.id, ": prompt has ", len, " tokens; the context holds ",
+                     c.max_position_embeddings, " (prompt and at least one generated token)"));
   }
   absl::Status s = sampling::ValidateSamplingParams(request.sampling, c.vocab_size);
   if (!s.ok()) {
@@ -181,8 +191,8 @@ absl::StatusOr<std::vector<TokenEvent>> Engine::Step(StepStats* stats) {
       event.index = index;
       event.token = sampling::SampleToken(row_logits, state.sampling, index);
       if (state.return_logits) event.logits.assign(row_logits.begin(), row_logits.end());
-      event.finish = sampling::CheckStop(event.token, index + 1, state.sampling,
-                                         config().eos_token_ids);
+      event.finish =
+          sampling::CheckStop(event.token, index + 1, state.sampling, config().eos_token_ids);
       if (event.finish == sampling::FinishReason::kNone && generated + 1 >= state.max_new_tokens) {
         event.finish = sampling::FinishReason::kLength;  // the context is full
       }

@@ -15,10 +15,13 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "runtime/base/thread_pool.h"
+#include "runtime/comm/communicator.h"
+#include "runtime/engine/cpu_shard_executor.h"
 #include "runtime/engine/model_runner.h"
 #include "runtime/kv/block_allocator.h"
 #include "runtime/kv/kv_cache_config.h"
 #include "runtime/numerics/fp4_matrix.h"
+#include "runtime/parallel/world_config.h"
 #include "runtime/sampling/sampling_params.h"
 #include "runtime/sampling/stop_condition.h"
 #include "runtime/scheduler/scheduler.h"
@@ -28,11 +31,11 @@ namespace rackserve::engine {
 using RequestId = scheduler::RequestId;
 
 struct EngineOptions {
-  std::string backend = "cpu";        // "cpu" (the only backend built into this engine so far)
-  int num_threads = 0;                // CPU threads for the ops; 0 = all cores
-  int kv_block_size = 16;             // tokens per KV block
+  std::string backend = "cpu";  // "cpu" (the only backend built into this engine so far)
+  int num_threads = 0;          // CPU threads for the ops; 0 = all cores
+  int kv_block_size = 16;       // tokens per KV block
   int64_t kv_cache_bytes = int64_t{512} << 20;  // KV cache memory; sets the number of blocks
-  int64_t kv_num_blocks = 0;          // explicit number of KV blocks (overrides kv_cache_bytes)
+  int64_t kv_num_blocks = 0;  // explicit number of KV blocks (overrides kv_cache_bytes)
   scheduler::SchedulerOptions scheduler;
   // Format bf16/fp16/fp32 checkpoints are quantized to at load (NVFP4 checkpoints load as is).
   numerics::Fp4Format quantize_format = numerics::Fp4Format::kNvfp4;
@@ -40,9 +43,9 @@ struct EngineOptions {
 
 struct Request {
   RequestId id = 0;
-  std::vector<int32_t> prompt;         // token ids, non-empty, inside the vocabulary
+  std::vector<int32_t> prompt;  // token ids, non-empty, inside the vocabulary
   sampling::SamplingParams sampling;
-  bool return_logits = false;          // attach each token's logits to its event
+  bool return_logits = false;  // attach each token's logits to its event
   // Generated tokens this request already has elsewhere (failover): they end `prompt`, sampling
   // draws and TokenEvent.index count from it, and sampling.max_new_tokens counts them too, so
   // the continuation equals an uninterrupted run. In [0, sampling.max_new_tokens).
@@ -51,8 +54,8 @@ struct Request {
 
 struct TokenEvent {
   RequestId id = 0;
-  int32_t token = -1;   // the generated token; -1 for an event that only ends the request
-  int64_t index = -1;   // index of the token among the request's generated tokens
+  int32_t token = -1;  // the generated token; -1 for an event that only ends the request
+  int64_t index = -1;  // index of the token among the request's generated tokens
   sampling::FinishReason finish = sampling::FinishReason::kNone;
   std::vector<float> logits;  // [vocab], when the request asked for them
 };
@@ -61,11 +64,11 @@ struct StepStats {
   int64_t prefill_tokens = 0;  // prompt (and recomputed) tokens run this step
   int64_t decode_tokens = 0;   // single-token decode rows run this step
   int64_t generated_tokens = 0;
-  int64_t num_sequences = 0;   // sequences in the batch
+  int64_t num_sequences = 0;  // sequences in the batch
   int64_t preempted = 0;
   int64_t kv_blocks_used = 0;
   int64_t kv_blocks_total = 0;
-  double seconds = 0;          // wall time of the step
+  double seconds = 0;  // wall time of the step
 };
 
 // The KV cache configuration `options` ask for on `config`: kv_num_blocks blocks, or as many as
@@ -73,6 +76,20 @@ struct StepStats {
 // INVALID_ARGUMENT naming the option when no block fits or the block size is invalid.
 absl::StatusOr<kv::KvCacheConfig> KvCacheConfigFor(const model::ModelConfig& config,
                                                    const EngineOptions& options);
+
+// The shard of `model_dir` that rank world.rank of a replica holds (stage layers from
+// `stage_layers`, or an even split), loaded into a CPU executor whose KV cache is sized by
+// KvCacheConfigFor. `pool` and `tp` (the stage's TP group; null when world.tp == 1) must outlive
+// the executor. Errors: those of model loading and shard planning, naming file, tensor or field.
+struct LoadedShard {
+  std::unique_ptr<CpuShardExecutor> executor;
+  kv::KvCacheConfig kv;
+};
+absl::StatusOr<LoadedShard> LoadCpuShard(const std::string& model_dir,
+                                         const parallel::WorldConfig& world,
+                                         std::span<const int64_t> stage_layers,
+                                         const EngineOptions& options, base::ThreadPool* pool,
+                                         comm::Communicator* tp);
 
 class Engine {
  public:

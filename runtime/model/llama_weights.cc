@@ -7,7 +7,6 @@
 #include "runtime/base/status_macros.h"
 #include "runtime/io/checkpoint.h"
 #include "runtime/model/modelopt_nvfp4.h"
-#include "runtime/model/quant_config.h"
 
 namespace rackserve::model {
 
@@ -48,14 +47,7 @@ absl::StatusOr<numerics::Fp4Matrix> LoadLinear(const io::Checkpoint& checkpoint,
 absl::StatusOr<LlamaWeights> LoadLlamaWeights(const std::string& dir, const LoadOptions& options) {
   LlamaWeights w;
   RS_ASSIGN_OR_RETURN(w.config, ModelConfig::FromFile(dir + "/config.json"));
-  RS_ASSIGN_OR_RETURN(std::optional<QuantConfig> quant, QuantConfig::FromModelDir(dir));
-  if (quant.has_value() && !quant->quant_algo.empty()) {
-    if (quant->quant_algo != "NVFP4" || quant->group_size != 16) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          dir, "/hf_quant_config.json: quant_algo ", quant->quant_algo, " with group_size ",
-          quant->group_size, " is not supported (rackserve loads NVFP4 with group_size 16)"));
-    }
-  }
+  RS_RETURN_IF_ERROR(CheckSupportedQuantConfig(dir));
   RS_ASSIGN_OR_RETURN(std::unique_ptr<io::Checkpoint> checkpoint, io::Checkpoint::Open(dir));
   const ModelConfig& c = w.config;
 

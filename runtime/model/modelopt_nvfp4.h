@@ -8,6 +8,8 @@
 // `<m>.input_scale` (activation scale for W4A4 runtimes) may be present and is not used.
 #pragma once
 
+#include <cstdint>
+#include <span>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -16,6 +18,23 @@
 #include "runtime/numerics/fp4_matrix.h"
 
 namespace rackserve::model {
+
+// OK unless `dir`/hf_quant_config.json names a pre-quantized format rackserve cannot load (it
+// loads NVFP4 with 16-element groups); INVALID_ARGUMENT naming the file and the value otherwise.
+absl::Status CheckSupportedQuantConfig(const std::string& dir);
+
+// The three tensors of the NVFP4 linear `module` of logical shape [rows, cols], checked (dtype,
+// shape, scalar scale) and left in place: views into the mapped checkpoint, valid while it lives.
+struct Nvfp4LinearView {
+  std::span<const uint8_t> packed;  // [rows, cols / 2]
+  std::span<const uint8_t> scales;  // [rows, cols / 16]
+  float tensor_scale = 1.0f;
+};
+// INVALID_ARGUMENT naming the file and tensor for a wrong dtype or shape; NOT_FOUND for a missing
+// tensor.
+absl::StatusOr<Nvfp4LinearView> FindNvfp4Linear(const io::Checkpoint& checkpoint,
+                                                const std::string& module, int64_t rows,
+                                                int64_t cols);
 
 // True when the checkpoint stores `<module>.weight` packed as NVFP4 (U8 with a weight_scale).
 bool IsNvfp4Linear(const io::Checkpoint& checkpoint, const std::string& module);

@@ -1,22 +1,17 @@
 #include "runtime/parallel/llama_shard.h"
 
-#include <cstring>
 #include <memory>
 #include <mutex>
-#include <optional>
 #include <string_view>
 
 #include "absl/strings/str_cat.h"
 #include "runtime/base/status_macros.h"
 #include "runtime/io/checkpoint.h"
 #include "runtime/model/modelopt_nvfp4.h"
-#include "runtime/model/quant_config.h"
 #include "runtime/parallel/fp4_slice.h"
 
 namespace rackserve::parallel {
 namespace {
-
-constexpr int64_t kNvfp4Block = 16;
 
 // The part of a linear a rank holds: `size` rows or columns from `begin`.
 struct LinearSlice {
@@ -63,17 +58,6 @@ absl::Status CheckPlanFits(const ShardPlan& plan, const model::ModelConfig& c,
                     config_path);
 }
 
-// The same check as model::LoadLlamaWeights: only NVFP4 with 16-element groups pre-quantized.
-absl::Status CheckQuantConfig(const std::string& dir) {
-  RS_ASSIGN_OR_RETURN(std::optional<model::QuantConfig> quant,
-                      model::QuantConfig::FromModelDir(dir));
-  if (!quant.has_value() || quant->quant_algo.empty()) return absl::OkStatus();
-  if (quant->quant_algo == "NVFP4" && quant->group_size == kNvfp4Block) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(
-      dir, "/hf_quant_config.json: quant_algo ", quant->quant_algo, " with group_size ",
-      quant->group_size, " is not supported (rackserve loads NVFP4 with group_size 16)"));
-}
-
 absl::StatusOr<numerics::Fp4Matrix> Slice(const Fp4MatrixView& full, const LinearSlice& slice,
                                           const std::string& name) {
   if (slice.columns) return SliceFp4Cols(full, slice.begin, slice.size, name);
@@ -86,33 +70,16 @@ absl::StatusOr<numerics::Fp4Matrix> LoadNvfp4Slice(const io::Checkpoint& checkpo
                                                    const std::string& module,
                                                    model::LinearShape shape,
                                                    const LinearSlice& slice) {
-  if (shape.cols % kNvfp4Block != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("NVFP4 linear ", module, ": input size ",
-                                                   shape.cols, " is not a multiple of ",
-                                                   kNvfp4Block));
-  }
   const std::string weight_name = module + ".weight";
-  const int64_t packed_shape[] = {shape.rows, shape.cols / 2};
-  const int64_t scale_shape[] = {shape.rows, shape.cols / kNvfp4Block};
-  RS_ASSIGN_OR_RETURN(const io::TensorView* packed,
-                      checkpoint.GetChecked(weight_name, io::DType::kU8, packed_shape));
-  RS_ASSIGN_OR_RETURN(
-      const io::TensorView* scales,
-      checkpoint.GetChecked(module + ".weight_scale", io::DType::kF8E4M3, scale_shape));
-  const std::string scale2_name = module + ".weight_scale_2";
-  RS_ASSIGN_OR_RETURN(const io::TensorView* scale2, checkpoint.Get(scale2_name));
-  if (scale2->dtype != io::DType::kF32 || scale2->numel() != 1 || scale2->shape.size() > 1) {
-    return absl::InvalidArgumentError(absl::StrCat(checkpoint.FileOf(scale2_name), ": tensor ",
-                                                   scale2_name,
-                                                   " must be an F32 scalar (shape [] or [1])"));
-  }
+  RS_ASSIGN_OR_RETURN(const model::Nvfp4LinearView view,
+                      model::FindNvfp4Linear(checkpoint, module, shape.rows, shape.cols));
   Fp4MatrixView full;
   full.format = numerics::Fp4Format::kNvfp4;
   full.rows = shape.rows;
   full.cols = shape.cols;
-  full.packed = packed->data;
-  full.scales = scales->data;
-  std::memcpy(&full.tensor_scale, scale2->data.data(), sizeof(float));
+  full.packed = view.packed;
+  full.scales = view.scales;
+  full.tensor_scale = view.tensor_scale;
   const std::string name = absl::StrCat(checkpoint.FileOf(weight_name), ": ", weight_name);
   RS_ASSIGN_OR_RETURN(numerics::Fp4Matrix m, Slice(full, slice, name));
   RS_RETURN_IF_ERROR(numerics::ValidateFp4Matrix(m, name));
@@ -161,7 +128,7 @@ absl::StatusOr<LlamaShard> LoadLlamaShard(const std::string& dir, const ShardPla
   RS_ASSIGN_OR_RETURN(shard.config, model::ModelConfig::FromFile(config_path));
   const model::ModelConfig& c = shard.config;
   RS_RETURN_IF_ERROR(CheckPlanFits(plan, c, config_path));
-  RS_RETURN_IF_ERROR(CheckQuantConfig(dir));
+  RS_RETURN_IF_ERROR(model::CheckSupportedQuantConfig(dir));
   RS_ASSIGN_OR_RETURN(std::unique_ptr<io::Checkpoint> checkpoint, io::Checkpoint::Open(dir));
 
   const std::string embed_name = "model.embed_tokens.weight";

@@ -23,8 +23,6 @@
 #include "runtime/engine/engine.h"
 #include "runtime/io/safetensors_writer.h"
 #include "runtime/model/tokenizer.h"
-#include "runtime/parallel/llama_shard.h"
-#include "runtime/parallel/shard_plan.h"
 #include "runtime/parallel/world_config.h"
 #include "runtime/tools/command_line.h"
 #include "runtime/tools/rank_launcher.h"
@@ -155,21 +153,11 @@ absl::StatusOr<Replica> BuildReplica(const std::string& model_dir,
     }
     stage_layers.push_back(layers);
   }
-  RS_ASSIGN_OR_RETURN(model::ModelConfig config,
-                      model::ModelConfig::FromFile(model_dir + "/config.json"));
-  RS_ASSIGN_OR_RETURN(parallel::ShardPlan plan,
-                      parallel::PlanShard(config, world, stage_layers,
-                                          numerics::Fp4BlockSize(options.quantize_format)));
   auto pool = std::make_unique<base::ThreadPool>(options.num_threads);
-  model::LoadOptions load;
-  load.quantize_format = options.quantize_format;
-  load.pool = pool.get();
-  RS_ASSIGN_OR_RETURN(parallel::LlamaShard shard, parallel::LoadLlamaShard(model_dir, plan, load));
-  RS_ASSIGN_OR_RETURN(kv::KvCacheConfig kv, engine::KvCacheConfigFor(config, options));
-  RS_ASSIGN_OR_RETURN(std::unique_ptr<engine::CpuShardExecutor> executor,
-                      engine::CpuShardExecutor::Create(
-                          std::make_shared<const parallel::LlamaShard>(std::move(shard)), kv,
-                          pool.get(), replica.tp.get()));
+  RS_ASSIGN_OR_RETURN(
+      engine::LoadedShard shard,
+      engine::LoadCpuShard(model_dir, world, stage_layers, options, pool.get(), replica.tp.get()));
+  std::unique_ptr<engine::CpuShardExecutor> executor = std::move(shard.executor);
   if (world.rank != 0) {
     engine::PipelineStats stats;
     RS_RETURN_IF_ERROR(engine::RunFollower(*replica.world, *executor, &stats));
@@ -181,8 +169,8 @@ absl::StatusOr<Replica> BuildReplica(const std::string& model_dir,
   auto runner =
       std::make_unique<engine::DistributedModelRunner>(replica.world.get(), std::move(executor));
   replica.distributed = runner.get();
-  RS_ASSIGN_OR_RETURN(replica.engine,
-                      engine::Engine::Create(std::move(runner), kv, options, std::move(pool)));
+  RS_ASSIGN_OR_RETURN(replica.engine, engine::Engine::Create(std::move(runner), shard.kv, options,
+                                                             std::move(pool)));
   return replica;
 }
 

@@ -165,47 +165,44 @@ engine::Request BenchRequest(engine::RequestId id, std::vector<int32_t> prompt, 
   return r;
 }
 
-// Prompt tokens per second over 4 prompts of prefill_len, one token generated each.
-double MeasurePrefill(engine::Engine& engine, std::mt19937_64& rng) {
-  const int64_t len = absl::GetFlag(FLAGS_prefill_len);
-  for (int i = 0; i < 4; ++i) {
-    if (absl::Status s =
-            engine.Submit(BenchRequest(i, Prompt(rng, len, engine.config().vocab_size), 1));
-        !s.ok()) {
-      tools::Fail(kTool, s.ToString());
-    }
+// Submits `count` requests of `prompt_len` random tokens generating `max_new` each, then steps
+// until all are done; returns the tokens and seconds of the steps `counts` selects.
+template <typename CountFn>
+std::pair<int64_t, double> RunRequests(engine::Engine& engine, std::mt19937_64& rng, int64_t count,
+                                       int64_t prompt_len, int64_t max_new, CountFn counts) {
+  for (int64_t i = 0; i < count; ++i) {
+    const engine::Request r =
+        BenchRequest(i, Prompt(rng, prompt_len, engine.config().vocab_size), max_new);
+    if (absl::Status s = engine.Submit(r); !s.ok()) tools::Fail(kTool, s.ToString());
   }
   int64_t tokens = 0;
   double seconds = 0;
   while (engine.has_work()) {
     engine::StepStats stats;
     OrFail(engine.Step(&stats));
-    tokens += stats.prefill_tokens;
-    seconds += stats.seconds;
+    if (const int64_t n = counts(stats); n > 0) {
+      tokens += n;
+      seconds += stats.seconds;
+    }
   }
-  return tokens / seconds;
+  return {tokens, seconds};
+}
+
+// Prompt tokens per second over 4 prompts of prefill_len, one token generated each.
+double MeasurePrefill(engine::Engine& engine, std::mt19937_64& rng) {
+  const auto [tokens, seconds] =
+      RunRequests(engine, rng, 4, absl::GetFlag(FLAGS_prefill_len), 1,
+                  [](const engine::StepStats& s) { return s.prefill_tokens; });
+  return seconds > 0 ? tokens / seconds : 0.0;
 }
 
 // Generated tokens per second in pure decode steps with `batch` sequences running.
 double MeasureDecode(engine::Engine& engine, std::mt19937_64& rng, int64_t batch) {
-  const int64_t steps = absl::GetFlag(FLAGS_decode_steps);
-  for (int64_t i = 0; i < batch; ++i) {
-    if (absl::Status s = engine.Submit(
-            BenchRequest(1000 + i, Prompt(rng, 16, engine.config().vocab_size), steps + 1));
-        !s.ok()) {
-      tools::Fail(kTool, s.ToString());
-    }
-  }
-  int64_t tokens = 0;
-  double seconds = 0;
-  while (engine.has_work()) {
-    engine::StepStats stats;
-    OrFail(engine.Step(&stats));
-    if (stats.prefill_tokens == 0 && stats.decode_tokens == batch) {
-      tokens += stats.decode_tokens;
-      seconds += stats.seconds;
-    }
-  }
+  const auto [tokens, seconds] = RunRequests(
+      engine, rng, batch, 16, absl::GetFlag(FLAGS_decode_steps) + 1,
+      [batch](const engine::StepStats& s) {
+        return s.prefill_tokens == 0 && s.decode_tokens == batch ? s.decode_tokens : int64_t{0};
+      });
   return seconds > 0 ? tokens / seconds : 0.0;
 }
 

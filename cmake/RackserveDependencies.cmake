@@ -5,6 +5,9 @@ find_package(absl CONFIG REQUIRED)
 find_package(nlohmann_json CONFIG REQUIRED)
 find_package(GTest CONFIG REQUIRED)
 find_package(ucx CONFIG REQUIRED)  # ucx::ucp ucx::ucs (host-memory communicator)
+find_package(Protobuf REQUIRED)    # protobuf::libprotobuf, protobuf::protoc
+find_package(gRPC CONFIG REQUIRED)  # gRPC::grpc++, gRPC::grpc_cpp_plugin
+find_package(yaml-cpp CONFIG REQUIRED)  # yaml-cpp (topology files)
 
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(SENTENCEPIECE REQUIRED IMPORTED_TARGET sentencepiece)
@@ -12,6 +15,13 @@ find_library(SENTENCEPIECE_TRAIN_LIBRARY NAMES sentencepiece_train REQUIRED)
 add_library(rackserve_sentencepiece INTERFACE)
 target_link_libraries(rackserve_sentencepiece INTERFACE PkgConfig::SENTENCEPIECE
                                                         ${SENTENCEPIECE_TRAIN_LIBRARY})
+# Debian's libsentencepiece bundles protobuf-lite 3.14 with exported symbols. In a program that
+# also loads libprotobuf (every gRPC program), whichever loads first wins: sentencepiece first
+# crashes protobuf's static initializers before main(); libprotobuf first keeps the program
+# alive but fails sentencepiece's own protobuf version check when a tokenizer is loaded. gRPC
+# programs link this first in their DEPS (libprotobuf loads first) and must not load a
+# tokenizer until the tokenizer stops depending on libsentencepiece.
+set(RACKSERVE_PROTOBUF_FIRST "-Wl,--no-as-needed" protobuf::libprotobuf "-Wl,--as-needed")
 
 set(RACKSERVE_HAVE_CUDA OFF)
 if(RACKSERVE_ENABLE_CUDA)

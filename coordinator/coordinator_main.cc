@@ -1,0 +1,110 @@
+// rackserve-coordinator: the rack's front door. Reads the topology, serves the client API (Rack)
+// and the workers' API (CoordinatorService) on one gRPC port, and prints "listening on HOST:PORT"
+// once it accepts calls. The model's vocabulary and context come from <model>/config.json when
+// the topology's model directory has one (else --vocab-size / --max-context); text prompts need
+// <model>/tokenizer.model. See --help.
+#include <pthread.h>
+
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "coordinator/clock.h"
+#include "coordinator/coordinator_service.h"
+#include "coordinator/dispatcher.h"
+#include "coordinator/rack_context.h"
+#include "coordinator/rack_service.h"
+#include "coordinator/registry.h"
+#include "coordinator/router.h"
+#include "coordinator/throughput.h"
+#include "coordinator/topology.h"
+#include "grpcpp/security/server_credentials.h"
+#include "grpcpp/server.h"
+#include "grpcpp/server_builder.h"
+#include "runtime/model/model_config.h"
+#include "runtime/tools/command_line.h"
+
+ABSL_FLAG(std::string, listen, "127.0.0.1:0", "gRPC address HOST:PORT; port 0 picks a free one");
+ABSL_FLAG(std::string, topology, "", "topology YAML file (required)");
+ABSL_FLAG(double, heartbeat_timeout_s, 3.0, "a worker silent this long is declared dead");
+ABSL_FLAG(int64_t, queue_limit, 1024, "requests that may wait for credit; more are refused");
+ABSL_FLAG(int64_t, vocab_size, 32000, "vocabulary size when the model has no config.json");
+ABSL_FLAG(int64_t, max_context, 4096, "context length when the model has no config.json");
+
+namespace {
+constexpr char kTool[] = "rackserve-coordinator";
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace rackserve::coordinator;  // NOLINT: a tool's main
+  namespace tools = rackserve::tools;
+  // SIGTERM / SIGINT are taken by one thread (sigwait) that shuts the server down: blocked here,
+  // before any thread starts, so every thread inherits the mask.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  tools::ParseCommandLine(argc, argv,
+                          "rackserve-coordinator --topology rack.yaml [--listen 127.0.0.1:0]");
+  if (absl::GetFlag(FLAGS_topology).empty()) tools::Fail(kTool, "--topology is required");
+  if (absl::GetFlag(FLAGS_heartbeat_timeout_s) <= 0) {
+    tools::Fail(kTool, "--heartbeat-timeout-s must be > 0");
+  }
+  if (absl::GetFlag(FLAGS_queue_limit) < 0) tools::Fail(kTool, "--queue-limit must be >= 0");
+
+  absl::StatusOr<Topology> topology = Topology::LoadFile(absl::GetFlag(FLAGS_topology));
+  if (!topology.ok()) tools::Fail(kTool, std::string(topology.status().message()));
+
+  RackServiceOptions options;
+  options.vocab_size = absl::GetFlag(FLAGS_vocab_size);
+  options.max_context = absl::GetFlag(FLAGS_max_context);
+  const std::filesystem::path model_dir = topology->model();
+  if (std::filesystem::exists(model_dir / "config.json")) {
+    auto config = rackserve::model::ModelConfig::FromFile(model_dir / "config.json");
+    if (!config.ok()) tools::Fail(kTool, std::string(config.status().message()));
+    options.vocab_size = config->vocab_size;
+    options.max_context = config->max_position_embeddings;
+  }
+  // No tokenizer here yet: Debian's libsentencepiece cannot load a model in a process that uses
+  // libprotobuf (cmake/RackserveDependencies.cmake), so prompt_text is refused until the
+  // tokenizer no longer depends on it. Token-id prompts work.
+
+  Clock& clock = RealClock();
+  Registry registry(&*topology, &clock, absl::Seconds(absl::GetFlag(FLAGS_heartbeat_timeout_s)));
+  Dispatcher dispatcher(&registry, std::make_unique<LeastOutstandingPolicy>(),
+                        absl::GetFlag(FLAGS_queue_limit));
+  RackThroughput throughput(PlacementsOf(*topology));
+  const RackContext rack{&*topology, &registry, &dispatcher, &throughput, &clock};
+  auto rack_service = RackServiceImpl::Create(options, rack);
+  if (!rack_service.ok()) tools::Fail(kTool, std::string(rack_service.status().message()));
+  CoordinatorServiceImpl coordinator_service(
+      rack, [&](const std::string& worker_id) { (*rack_service)->OnWorkerDead(worker_id); });
+
+  const std::string listen = absl::GetFlag(FLAGS_listen);
+  const size_t colon = listen.rfind(':');
+  if (colon == std::string::npos) tools::Fail(kTool, "--listen must be HOST:PORT, got " + listen);
+  int port = 0;
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(rack_service->get());
+  builder.RegisterService(&coordinator_service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port == 0) tools::Fail(kTool, "cannot listen on " + listen);
+  std::printf("listening on %s:%d\n", listen.substr(0, colon).c_str(), port);
+  std::fflush(stdout);
+
+  std::thread([&server, &stop_signals] {
+    int signal = 0;
+    sigwait(&stop_signals, &signal);
+    server->Shutdown();
+  }).detach();
+  server->Wait();
+  (*rack_service)->Shutdown();
+  return 0;
+}

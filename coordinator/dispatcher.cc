@@ -1,0 +1,92 @@
+#include "coordinator/dispatcher.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "runtime/base/status_macros.h"
+
+namespace rackserve::coordinator {
+namespace {
+// How often a waiting request re-checks cancellation and its deadline.
+constexpr absl::Duration kPoll = absl::Milliseconds(50);
+}  // namespace
+
+Dispatcher::Dispatcher(Registry* registry, std::unique_ptr<RoutingPolicy> policy,
+                       int64_t queue_limit)
+    : registry_(registry), policy_(std::move(policy)), queue_(queue_limit) {}
+
+absl::StatusOr<Lease> Dispatcher::Acquire(std::span<const int32_t> prompt, int64_t cost,
+                                          const std::function<bool()>& cancelled,
+                                          absl::Duration max_wait, double completions_per_second) {
+  const absl::Time deadline = absl::Now() + max_wait;
+  absl::MutexLock lock(&mutex_);
+  RS_ASSIGN_OR_RETURN(const uint64_t ticket,
+                      queue_.Enqueue(RetryAfter(queue_.size(), completions_per_second)));
+  while (true) {
+    if (cancelled()) {
+      queue_.Remove(ticket);
+      changed_.SignalAll();
+      return absl::CancelledError("request cancelled while waiting for a replica");
+    }
+    if (queue_.IsHead(ticket)) {
+      std::vector<RouteCandidate> candidates;
+      std::vector<ReplicaStatus> replicas = registry_->Replicas();
+      for (const ReplicaStatus& r : replicas) {
+        if (!r.live || r.address.empty()) continue;
+        candidates.push_back({r.id, outstanding_[r.id], r.free_token_credit - since_report_[r.id]});
+      }
+      if (auto picked = policy_->Pick(candidates, prompt, cost); picked.has_value()) {
+        queue_.Remove(ticket);
+        changed_.SignalAll();
+        outstanding_[*picked] += cost;
+        since_report_[*picked] += cost;
+        for (const ReplicaStatus& r : replicas) {
+          if (r.id == *picked) return Lease{r.id, r.address, r.leader_vm, cost};
+        }
+      }
+    }
+    if (absl::Now() >= deadline) {
+      queue_.Remove(ticket);
+      changed_.SignalAll();
+      return absl::UnavailableError(absl::StrCat("no live replica could take a request of ", cost,
+                                                 " tokens within ",
+                                                 absl::FormatDuration(max_wait)));
+    }
+    changed_.WaitWithTimeout(&mutex_, kPoll);
+  }
+}
+
+void Dispatcher::Delivered(const Lease& lease, int64_t tokens) {
+  absl::MutexLock lock(&mutex_);
+  outstanding_[lease.replica_id] -= tokens;
+}
+
+void Dispatcher::Release(const Lease& lease, int64_t remaining) {
+  absl::MutexLock lock(&mutex_);
+  outstanding_[lease.replica_id] -= remaining;
+  changed_.SignalAll();
+}
+
+void Dispatcher::OnCreditReport(const std::string& replica_id) {
+  absl::MutexLock lock(&mutex_);
+  since_report_[replica_id] = 0;
+  changed_.SignalAll();
+}
+
+void Dispatcher::Wake() {
+  absl::MutexLock lock(&mutex_);
+  changed_.SignalAll();
+}
+
+int64_t Dispatcher::queued() const {
+  absl::MutexLock lock(&mutex_);
+  return queue_.size();
+}
+
+int64_t Dispatcher::outstanding_tokens(const std::string& replica_id) const {
+  absl::MutexLock lock(&mutex_);
+  auto it = outstanding_.find(replica_id);
+  return it == outstanding_.end() ? 0 : it->second;
+}
+
+}  // namespace rackserve::coordinator

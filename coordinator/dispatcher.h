@@ -1,0 +1,70 @@
+// Dispatcher: admission and routing of requests onto live replicas, blocking the caller while the
+// request waits for credit.
+//
+// Credit: a replica can admit `free_token_credit` (its last heartbeat) minus the tokens
+// dispatched to it since that heartbeat. A request costs prompt + max_new_tokens - delivered
+// tokens. Requests that no replica can take now wait in a bounded FIFO (AdmissionQueue); past it
+// Acquire fails with RESOURCE_EXHAUSTED and a retry-after hint. Outstanding work per replica
+// (what the routing policy balances) is the sum of its requests' remaining cost.
+//
+// Thread-safe. Keeps `registry`, which must outlive it.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "coordinator/admission.h"
+#include "coordinator/registry.h"
+#include "coordinator/router.h"
+
+namespace rackserve::coordinator {
+
+struct Lease {
+  std::string replica_id;
+  std::string address;  // the leader worker's WorkerService
+  std::string leader_vm;
+  int64_t cost = 0;  // tokens charged to the replica's outstanding work
+};
+
+class Dispatcher {
+ public:
+  Dispatcher(Registry* registry, std::unique_ptr<RoutingPolicy> policy, int64_t queue_limit);
+
+  // Blocks until a live replica with enough credit takes the request. RESOURCE_EXHAUSTED (with
+  // "retry after <ms> ms") when the queue is full; CANCELLED when `cancelled()` turns true;
+  // UNAVAILABLE naming the wait when no replica could take it within `max_wait` (real time:
+  // waiting is a side effect, unlike the Clock-driven logic).
+  absl::StatusOr<Lease> Acquire(std::span<const int32_t> prompt, int64_t cost,
+                                const std::function<bool()>& cancelled, absl::Duration max_wait,
+                                double completions_per_second);
+  // `tokens` of the lease's work were delivered.
+  void Delivered(const Lease& lease, int64_t tokens);
+  // The request left the replica; `remaining` tokens of its cost were not delivered.
+  void Release(const Lease& lease, int64_t remaining);
+  // A heartbeat refreshed the replica's credit; wakes waiting requests.
+  void OnCreditReport(const std::string& replica_id);
+  // Wakes waiting requests (a replica came up or went down, a request was cancelled).
+  void Wake();
+
+  int64_t queued() const;
+  int64_t outstanding_tokens(const std::string& replica_id) const;
+
+ private:
+  Registry* registry_;
+  mutable absl::Mutex mutex_;
+  absl::CondVar changed_;
+  std::unique_ptr<RoutingPolicy> policy_ ABSL_GUARDED_BY(mutex_);
+  AdmissionQueue queue_ ABSL_GUARDED_BY(mutex_);
+  absl::flat_hash_map<std::string, int64_t> outstanding_ ABSL_GUARDED_BY(mutex_);
+  absl::flat_hash_map<std::string, int64_t> since_report_ ABSL_GUARDED_BY(mutex_);
+};
+
+}  // namespace rackserve::coordinator

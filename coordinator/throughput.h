@@ -1,0 +1,118 @@
+// Throughput accounting of the rack: tokens per second over sliding windows, rack-wide from the
+// coordinator's own count of tokens delivered to clients, and per VM / device / replica from the
+// workers' cumulative counters (their deltas). The audit figure worker_generated_tokens_total (sum
+// of every delta the workers reported) must equal delivered_generated_total once the workers'
+// reports have caught up. Per batch job, BatchJobMeter follows the MLPerf offline definition.
+//
+// All times come from the caller (a Clock), so windows are tested with a fake clock.
+// RateWindow and BatchJobMeter are not thread-safe; RackThroughput is (one internal mutex).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+
+namespace rackserve::coordinator {
+
+// The windows every figure is reported over.
+inline constexpr std::array<int, 3> kWindowSeconds = {1, 10, 60};
+
+// Counts in 100 ms buckets over the last 60 s; Rate(now, w) = count in (now - w, now] / w.
+class RateWindow {
+ public:
+  void Add(absl::Time at, double count);
+  double Rate(absl::Time now, absl::Duration window) const;
+  double total() const { return total_; }
+
+ private:
+  static constexpr int kBuckets = 600;  // 60 s of 100 ms
+  static int64_t BucketOf(absl::Time t);
+  std::array<double, kBuckets> counts_{};
+  std::array<int64_t, kBuckets> bucket_ids_{};  // absolute bucket index held in each slot
+  double total_ = 0;
+};
+
+struct WindowRates {
+  double window_seconds = 0;
+  double generated_per_second = 0;
+  double prompt_per_second = 0;
+};
+
+struct ScopeThroughput {
+  std::string name;                  // "vm0", "vm0/2", "r0"; "" for the rack
+  std::vector<WindowRates> windows;  // one per kWindowSeconds
+  double generated_total = 0;
+  double prompt_total = 0;
+};
+
+struct ThroughputSnapshot {
+  ScopeThroughput rack;  // coordinator's own count of delivered tokens
+  std::vector<ScopeThroughput> vms, devices, replicas;  // sorted by name
+  int64_t delivered_generated_total = 0;
+  int64_t worker_generated_tokens_total = 0;  // audit: equals the above once reports caught up
+};
+
+// Where a replica's tokens are attributed: its leader's VM; each of its devices gets an equal
+// share (a TP/PP replica's tokens are produced by all of its devices together).
+struct ReplicaPlacement {
+  std::string replica_id;
+  std::string leader_vm;
+  std::vector<std::string> devices;  // "vm/device"
+};
+
+class RackThroughput {
+ public:
+  explicit RackThroughput(std::vector<ReplicaPlacement> placements);
+
+  // Tokens the coordinator delivered to clients (after de-duplication).
+  void RecordDelivered(absl::Time at, int64_t generated_tokens);
+  // Prompt tokens of a request that completed.
+  void RecordPrompt(absl::Time at, int64_t prompt_tokens);
+  // A worker's cumulative counters for one replica. `source` identifies the counting process (the
+  // worker id): a new source starts from zero, a counter that went down restarts from zero.
+  void ReportCounters(absl::Time at, const std::string& source, const std::string& replica_id,
+                      int64_t generated_total, int64_t prompt_total);
+
+  ThroughputSnapshot Snapshot(absl::Time now) const;
+
+ private:
+  struct Meter {
+    RateWindow generated, prompt;
+  };
+  static ScopeThroughput Describe(const std::string& name, const Meter& meter, absl::Time now);
+
+  mutable absl::Mutex mutex_;
+  absl::flat_hash_map<std::string, ReplicaPlacement> placements_;  // immutable
+  Meter rack_ ABSL_GUARDED_BY(mutex_);
+  std::map<std::string, Meter> vms_ ABSL_GUARDED_BY(mutex_), devices_ ABSL_GUARDED_BY(mutex_),
+      replicas_ ABSL_GUARDED_BY(mutex_);
+  // (source, replica) -> last cumulative {generated, prompt}
+  std::map<std::pair<std::string, std::string>, std::pair<int64_t, int64_t>> last_
+      ABSL_GUARDED_BY(mutex_);
+  int64_t delivered_ ABSL_GUARDED_BY(mutex_) = 0;
+  int64_t worker_generated_ ABSL_GUARDED_BY(mutex_) = 0;
+};
+
+// MLPerf offline throughput of one batch job: generated tokens / (last completion - first issue).
+class BatchJobMeter {
+ public:
+  void Issued(absl::Time at);
+  void Completed(absl::Time at, int64_t generated_tokens);
+  // 0 until one request has completed after the first issue.
+  double TokensPerSecond() const;
+  int64_t generated_tokens() const { return generated_; }
+
+ private:
+  bool issued_ = false;
+  absl::Time first_issue_;
+  absl::Time last_completion_;
+  int64_t generated_ = 0;
+};
+
+}  // namespace rackserve::coordinator

@@ -1,0 +1,448 @@
+// The coordinator's services over real gRPC on 127.0.0.1, with fake workers: real WorkerService
+// servers in this process that register, heartbeat, and generate deterministic tokens.
+#include "coordinator/rack_service.h"
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "coordinator/coordinator_service.h"
+#include "gmock/gmock.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+#include "grpcpp/security/server_credentials.h"
+#include "grpcpp/server.h"
+#include "grpcpp/server_builder.h"
+#include "gtest/gtest.h"
+
+namespace rackserve::coordinator {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr int64_t kVocab = 1000;
+
+// Token i of a request (resumed or not) depends only on its prompt and i.
+int32_t ExpectedToken(const std::vector<int32_t>& prompt, int64_t i) {
+  int64_t sum = 0;
+  for (int32_t t : prompt) sum += t;
+  return static_cast<int32_t>((sum * 31 + i * 7) % kVocab);
+}
+
+class FakeWorker final : public v1::WorkerService::Service {
+ public:
+  FakeWorker(std::string vm, std::string coordinator) : vm_(std::move(vm)) {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+    builder.RegisterService(this);
+    server_ = builder.BuildAndStart();
+    stub_ = v1::CoordinatorService::NewStub(
+        grpc::CreateChannel(coordinator, grpc::InsecureChannelCredentials()));
+  }
+  ~FakeWorker() override {
+    StopHeartbeats();
+    server_->Shutdown();
+  }
+
+  absl::Status Register() {
+    v1::RegisterRequest request;
+    request.set_protocol_version(kProtocolVersion);
+    request.set_vm(vm_);
+    request.set_address(absl::StrCat("127.0.0.1:", port_));
+    request.add_devices()->set_index(0);
+    request.set_model("/models/fake");
+    v1::RegisterResponse response;
+    grpc::ClientContext context;
+    const grpc::Status status = stub_->Register(&context, request, &response);
+    if (!status.ok())
+      return absl::Status(absl::StatusCode(status.error_code()), status.error_message());
+    worker_id_ = response.worker_id();
+    for (const auto& a : response.assignments()) replicas_.push_back(a.replica_id());
+    heartbeat_ = std::thread([this] { HeartbeatLoop(); });
+    return absl::OkStatus();
+  }
+  void StopHeartbeats() {
+    stop_ = true;
+    if (heartbeat_.joinable()) heartbeat_.join();
+  }
+
+  grpc::Status Submit(grpc::ServerContext* context, const v1::ReplicaRequest* request,
+                      grpc::ServerWriter<v1::TokenChunk>* writer) override {
+    const std::vector<int32_t> prompt(request->prompt_token_ids().begin(),
+                                      request->prompt_token_ids().end());
+    {
+      absl::MutexLock lock(&mutex_);
+      resume_sizes_.push_back(request->resume_token_ids_size());
+    }
+    const int64_t max_new = request->sampling().max_new_tokens();
+    int64_t sent_here = 0;
+    for (int64_t i = request->resume_token_ids_size(); i < max_new; ++i) {
+      if (context->IsCancelled()) return grpc::Status::CANCELLED;
+      if (break_after_ >= 0 && sent_here == break_after_) {
+        break_after_ = -1;  // once
+        return grpc::Status(grpc::StatusCode::UNAVAILABLE, "fake worker broke its stream");
+      }
+      absl::SleepFor(absl::Milliseconds(token_delay_ms_.load()));
+      v1::TokenChunk chunk;
+      chunk.set_request_id(request->request_id());
+      chunk.set_first_index(i);
+      chunk.add_token_ids(ExpectedToken(prompt, i));
+      if (i + 1 == max_new) chunk.set_finish_reason(v1::FINISH_REASON_MAX_TOKENS);
+      if (!writer->Write(chunk)) return grpc::Status::CANCELLED;
+      ++generated_;
+      ++sent_here;
+    }
+    return grpc::Status::OK;
+  }
+
+  std::atomic<int64_t> break_after_{-1};  // tokens before the stream breaks (once); -1 never
+  std::atomic<int64_t> token_delay_ms_{0};
+  std::atomic<bool> silent_{false};  // keeps the heartbeat stream open but sends nothing
+  std::atomic<int64_t> generated_{0};
+  std::atomic<int64_t> credit_{100000};
+  std::vector<int64_t> ResumeSizes() {
+    absl::MutexLock lock(&mutex_);
+    return resume_sizes_;
+  }
+
+ private:
+  void HeartbeatLoop() {
+    grpc::ClientContext context;
+    auto stream = stub_->Heartbeats(&context);
+    while (!stop_) {
+      if (silent_) {
+        absl::SleepFor(absl::Milliseconds(20));
+        continue;
+      }
+      v1::Heartbeat beat;
+      beat.set_worker_id(worker_id_);
+      for (const std::string& id : replicas_) {
+        v1::ReplicaCounters* c = beat.add_replicas();
+        c->set_replica_id(id);
+        c->set_generated_tokens(generated_);
+        c->set_free_token_credit(credit_);
+      }
+      v1::HeartbeatAck ack;
+      if (!stream->Write(beat) || !stream->Read(&ack)) break;
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+    context.TryCancel();
+    stream->Finish().IgnoreError();
+  }
+
+  absl::Mutex mutex_;
+  std::vector<int64_t> resume_sizes_ ABSL_GUARDED_BY(mutex_);
+  std::string vm_;
+  int port_ = 0;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<v1::CoordinatorService::Stub> stub_;
+  std::string worker_id_;
+  std::vector<std::string> replicas_;
+  std::atomic<bool> stop_{false};
+  std::thread heartbeat_;
+};
+
+class RackServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Start(/*queue_limit=*/64); }
+
+  void Start(int64_t queue_limit) {
+    auto topology = Topology::Parse(
+        "model: /models/fake\nvms: [{name: vm0, devices: 1}, {name: vm1, devices: 1}]\n"
+        "layout: {tp: 1, pp: 1}\n",
+        "rack.yaml");
+    ASSERT_TRUE(topology.ok()) << topology.status();
+    topology_ = std::make_unique<Topology>(*topology);
+    registry_ = std::make_unique<Registry>(topology_.get(), &RealClock(), absl::Seconds(1));
+    dispatcher_ = std::make_unique<Dispatcher>(
+        registry_.get(), std::make_unique<LeastOutstandingPolicy>(), queue_limit);
+    throughput_ = std::make_unique<RackThroughput>(PlacementsOf(*topology_));
+    const RackContext rack{topology_.get(), registry_.get(), dispatcher_.get(), throughput_.get(),
+                           &RealClock()};
+    RackServiceOptions options;
+    options.vocab_size = kVocab;
+    options.max_context = 512;
+    options.dispatch_timeout = absl::Seconds(5);
+    auto service = RackServiceImpl::Create(options, rack);
+    ASSERT_TRUE(service.ok()) << service.status();
+    rack_service_ = std::move(*service);
+    coordinator_service_ = std::make_unique<CoordinatorServiceImpl>(
+        rack, [this](const std::string& id) { rack_service_->OnWorkerDead(id); });
+    int port = 0;
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    builder.RegisterService(rack_service_.get());
+    builder.RegisterService(coordinator_service_.get());
+    server_ = builder.BuildAndStart();
+    ASSERT_NE(port, 0);
+    address_ = absl::StrCat("127.0.0.1:", port);
+    client_ = v1::Rack::NewStub(grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
+    for (const char* vm : {"vm0", "vm1"}) {
+      workers_.push_back(std::make_unique<FakeWorker>(vm, address_));
+      ASSERT_TRUE(workers_.back()->Register().ok());
+    }
+    // Wait (bounded) until both replicas have reported credit.
+    for (int i = 0; i < 100; ++i) {
+      bool ready = true;
+      for (const ReplicaStatus& r : registry_->Replicas())
+        ready &= r.live && r.free_token_credit > 0;
+      if (ready) break;
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+  }
+
+  void TearDown() override {
+    workers_.clear();
+    rack_service_->Shutdown();
+    server_->Shutdown();
+  }
+
+  struct Output {
+    grpc::Status status;
+    std::vector<v1::TokenChunk> chunks;
+    std::map<std::string, std::string> trailers;
+  };
+  Output Generate(const v1::GenerateRequest& request) {
+    Output out;
+    grpc::ClientContext context;
+    auto reader = client_->Generate(&context, request);
+    v1::TokenChunk chunk;
+    while (reader->Read(&chunk)) out.chunks.push_back(chunk);
+    out.status = reader->Finish();
+    for (const auto& [key, value] : context.GetServerTrailingMetadata()) {
+      out.trailers[std::string(key.data(), key.size())] = std::string(value.data(), value.size());
+    }
+    return out;
+  }
+
+  static v1::GenerateRequest Request(std::string id, std::vector<int32_t> prompt, int64_t max_new) {
+    v1::GenerateRequest r;
+    r.set_request_id(std::move(id));
+    r.mutable_prompt_token_ids()->Add(prompt.begin(), prompt.end());
+    r.mutable_sampling()->set_max_new_tokens(max_new);
+    return r;
+  }
+
+  // Every index exactly once, in order, with the deterministic tokens.
+  static void ExpectComplete(const Output& out, const std::vector<int32_t>& prompt,
+                             int64_t max_new) {
+    ASSERT_TRUE(out.status.ok()) << out.status.error_message();
+    ASSERT_FALSE(out.chunks.empty());
+    int64_t next = 0;
+    for (const v1::TokenChunk& c : out.chunks) {
+      EXPECT_EQ(c.first_index(), next);
+      for (int32_t t : c.token_ids()) EXPECT_EQ(t, ExpectedToken(prompt, next++));
+    }
+    EXPECT_EQ(next, max_new);
+    EXPECT_EQ(out.chunks.back().finish_reason(), v1::FINISH_REASON_MAX_TOKENS);
+    EXPECT_EQ(out.chunks.back().prompt_tokens(), static_cast<int64_t>(prompt.size()));
+    EXPECT_GE(out.chunks.back().timings().total_seconds(),
+              out.chunks.back().timings().ttft_seconds());
+  }
+
+  std::unique_ptr<Topology> topology_;
+  std::unique_ptr<Registry> registry_;
+  std::unique_ptr<Dispatcher> dispatcher_;
+  std::unique_ptr<RackThroughput> throughput_;
+  std::unique_ptr<RackServiceImpl> rack_service_;
+  std::unique_ptr<CoordinatorServiceImpl> coordinator_service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::string address_;
+  std::unique_ptr<v1::Rack::Stub> client_;
+  std::vector<std::unique_ptr<FakeWorker>> workers_;
+};
+
+TEST_F(RackServiceTest, GenerateStreamsEveryToken) {
+  const std::vector<int32_t> prompt = {1, 2, 3};
+  ExpectComplete(Generate(Request("a", prompt, 20)), prompt, 20);
+  // An empty request id is assigned one.
+  ExpectComplete(Generate(Request("", prompt, 5)), prompt, 5);
+}
+
+TEST_F(RackServiceTest, BadInputIsInvalidArgumentNamingTheField) {
+  struct Case {
+    v1::GenerateRequest request;
+    std::string field;
+  };
+  std::vector<Case> cases = {{Request("x", {}, 4), "prompt_token_ids"},
+                             {Request("x", {1, kVocab}, 4), "prompt_token_ids[1]"},
+                             {Request("x", {1}, 600), "sampling.max_new_tokens"},
+                             {Request("x", {1}, -1), "sampling.max_new_tokens"}};
+  v1::GenerateRequest top_p = Request("x", {1}, 4);
+  top_p.mutable_sampling()->set_top_p(2);
+  cases.push_back({top_p, "sampling.top_p"});
+  v1::GenerateRequest temperature = Request("x", {1}, 4);
+  temperature.mutable_sampling()->set_temperature(-1);
+  cases.push_back({temperature, "sampling.temperature"});
+  v1::GenerateRequest text;
+  text.set_prompt_text("hello");
+  cases.push_back({text, "prompt_text"});
+  for (const Case& c : cases) {
+    const Output out = Generate(c.request);
+    EXPECT_EQ(out.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << c.field;
+    EXPECT_THAT(out.status.error_message(), HasSubstr(c.field));
+  }
+}
+
+TEST_F(RackServiceTest, BrokenStreamFailsOverWithResumeTokens) {
+  workers_[0]->break_after_ = 3;  // r0 (vm0) is first in order: it runs the request first
+  const std::vector<int32_t> prompt = {4, 5, 6, 7};
+  const Output out = Generate(Request("f", prompt, 12));
+  ExpectComplete(out, prompt, 12);
+  std::vector<int64_t> resumes;
+  for (auto& w : workers_) {
+    const std::vector<int64_t> sizes = w->ResumeSizes();
+    resumes.insert(resumes.end(), sizes.begin(), sizes.end());
+  }
+  EXPECT_THAT(resumes, ::testing::UnorderedElementsAre(0, 3));
+}
+
+TEST_F(RackServiceTest, SilentWorkerIsDeclaredDeadAndItsRequestMoves) {
+  for (auto& w : workers_) w->token_delay_ms_ = 40;
+  const std::vector<int32_t> prompt = {9};
+  std::thread stopper([this] {
+    absl::SleepFor(absl::Milliseconds(300));
+    for (auto& w : workers_) {
+      if (!w->ResumeSizes().empty()) {
+        w->silent_ = true;  // dead after the 1 s heartbeat timeout, mid-request
+        w->token_delay_ms_ = 400;
+      }
+    }
+  });
+  const Output out = Generate(Request("s", prompt, 40));
+  stopper.join();
+  ExpectComplete(out, prompt, 40);
+  int64_t submits = 0;
+  for (auto& w : workers_) submits += static_cast<int64_t>(w->ResumeSizes().size());
+  EXPECT_EQ(submits, 2);
+}
+
+TEST_F(RackServiceTest, CancelEndsTheStreamWithCancelled) {
+  for (auto& w : workers_) w->token_delay_ms_ = 20;
+  std::thread canceller([this] {
+    absl::SleepFor(absl::Milliseconds(200));
+    grpc::ClientContext context;
+    v1::CancelRequest request;
+    request.set_request_id("c");
+    v1::CancelResponse response;
+    EXPECT_TRUE(client_->Cancel(&context, request, &response).ok());
+  });
+  const Output out = Generate(Request("c", {1}, 400));
+  canceller.join();
+  ASSERT_TRUE(out.status.ok()) << out.status.error_message();
+  EXPECT_EQ(out.chunks.back().finish_reason(), v1::FINISH_REASON_CANCELLED);
+  grpc::ClientContext context;
+  v1::CancelRequest request;
+  request.set_request_id("c");
+  v1::CancelResponse response;
+  const grpc::Status gone = client_->Cancel(&context, request, &response);
+  EXPECT_EQ(gone.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_THAT(gone.error_message(), HasSubstr("\"c\""));
+}
+
+TEST_F(RackServiceTest, SubmitBatchCompletesEveryRequestAndTheAuditAddsUp) {
+  grpc::ClientContext context;
+  auto stream = client_->SubmitBatch(&context);
+  constexpr int kRequests = 40;
+  for (int i = 0; i < kRequests; ++i) {
+    ASSERT_TRUE(stream->Write(Request(absl::StrCat("b", i), {i + 1, 2}, 8 + i % 5)));
+  }
+  ASSERT_TRUE(stream->Write(Request("bad", {}, 4)));
+  stream->WritesDone();
+  v1::Completion completion;
+  int ok = 0, failed = 0;
+  int64_t tokens = 0;
+  while (stream->Read(&completion)) {
+    if (completion.error_code() != 0) {
+      EXPECT_EQ(completion.request_id(), "bad");
+      EXPECT_EQ(completion.error_code(), static_cast<int>(absl::StatusCode::kInvalidArgument));
+      EXPECT_THAT(completion.error_message(), HasSubstr("prompt_token_ids"));
+      ++failed;
+      continue;
+    }
+    const int i = std::stoi(completion.request_id().substr(1));
+    ASSERT_EQ(completion.token_ids_size(), 8 + i % 5);
+    for (int k = 0; k < completion.token_ids_size(); ++k) {
+      EXPECT_EQ(completion.token_ids(k), ExpectedToken({i + 1, 2}, k));
+    }
+    EXPECT_EQ(completion.finish_reason(), v1::FINISH_REASON_MAX_TOKENS);
+    tokens += completion.token_ids_size();
+    ++ok;
+  }
+  ASSERT_TRUE(stream->Finish().ok());
+  const auto& trailers = context.GetServerTrailingMetadata();
+  auto job_tokens = trailers.find("batch-generated-tokens");
+  auto job_rate = trailers.find("batch-tokens-per-second");
+  ASSERT_NE(job_tokens, trailers.end());
+  ASSERT_NE(job_rate, trailers.end());
+  EXPECT_EQ(std::string(job_tokens->second.data(), job_tokens->second.size()),
+            absl::StrCat(tokens));
+  EXPECT_GT(std::stod(std::string(job_rate->second.data(), job_rate->second.size())), 0);
+  EXPECT_EQ(ok, kRequests);
+  EXPECT_EQ(failed, 1);
+
+  // The workers' reports catch up within a few heartbeats; then the audit holds exactly.
+  v1::RackStats stats;
+  for (int i = 0; i < 100; ++i) {
+    grpc::ClientContext stats_context;
+    stats.Clear();
+    ASSERT_TRUE(client_->GetStats(&stats_context, v1::StatsRequest(), &stats).ok());
+    if (stats.worker_generated_tokens_total() == tokens) break;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_EQ(stats.rack().generated_tokens_total(), tokens);
+  EXPECT_EQ(stats.worker_generated_tokens_total(), tokens);
+  EXPECT_EQ(stats.requests_completed(), kRequests);
+  EXPECT_EQ(stats.requests_in_flight(), 0);
+  ASSERT_EQ(stats.rack().windows_size(), 3);
+  EXPECT_GT(stats.rack().windows(2).generated_tokens_per_second(), 0);
+  EXPECT_EQ(stats.replicas_size(), 2);
+  EXPECT_EQ(stats.devices_size(), 2);
+}
+
+TEST_F(RackServiceTest, TopologyShowsWorkerStates) {
+  workers_[1]->silent_ = true;
+  absl::SleepFor(absl::Milliseconds(1300));
+  grpc::ClientContext context;
+  v1::Topology topology;
+  ASSERT_TRUE(client_->GetTopology(&context, v1::TopologyRequest(), &topology).ok());
+  EXPECT_EQ(topology.model(), "/models/fake");
+  ASSERT_EQ(topology.vms_size(), 2);
+  EXPECT_EQ(topology.vms(0).state(), "ready");
+  EXPECT_EQ(topology.vms(1).state(), "dead");
+  ASSERT_EQ(topology.replicas_size(), 2);
+  EXPECT_EQ(topology.replicas(1).state(), "down");
+}
+
+class OverloadTest : public RackServiceTest {
+ protected:
+  void SetUp() override { Start(/*queue_limit=*/1); }
+};
+
+TEST_F(OverloadTest, PastTheQueueIsResourceExhaustedWithRetryAfter) {
+  for (auto& w : workers_) {
+    w->credit_ = 0;  // no credit: everything queues
+  }
+  absl::SleepFor(absl::Milliseconds(200));  // the zero credit is reported
+  std::thread waiter([this] {
+    const Output queued = Generate(Request("q", {1}, 4));
+    ExpectComplete(queued, {1}, 4);  // admitted once credit comes back
+  });
+  while (dispatcher_->queued() < 1) absl::SleepFor(absl::Milliseconds(5));
+  const Output rejected = Generate(Request("r", {1}, 4));
+  EXPECT_EQ(rejected.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(rejected.status.error_message(), HasSubstr("retry after"));
+  for (auto& w : workers_) w->credit_ = 100000;
+  waiter.join();
+  auto hint = rejected.trailers.find("retry-after-ms");
+  ASSERT_NE(hint, rejected.trailers.end());
+  EXPECT_GT(std::stoi(hint->second), 0);
+}
+
+}  // namespace
+}  // namespace rackserve::coordinator

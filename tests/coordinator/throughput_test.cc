@@ -1,0 +1,113 @@
+// Throughput windows, the worker-count audit, batch jobs, and failover de-duplication.
+#include "coordinator/throughput.h"
+
+#include <random>
+#include <vector>
+
+#include "coordinator/clock.h"
+#include "coordinator/token_ledger.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace rackserve::coordinator {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+TEST(RateWindowTest, RatesOverSlidingWindows) {
+  FakeClock clock;
+  RateWindow w;
+  for (int i = 0; i < 60; ++i) {  // 100 tokens every second for a minute
+    w.Add(clock.Now(), 100);
+    clock.Advance(absl::Seconds(1));
+  }
+  clock.Advance(absl::Milliseconds(-500));  // now is mid-way through the last second
+  EXPECT_DOUBLE_EQ(w.Rate(clock.Now(), absl::Seconds(1)), 100);
+  EXPECT_DOUBLE_EQ(w.Rate(clock.Now(), absl::Seconds(10)), 100);
+  EXPECT_NEAR(w.Rate(clock.Now(), absl::Seconds(60)), 100, 1e-9);
+  clock.Advance(absl::Seconds(5));  // 5 s idle
+  EXPECT_DOUBLE_EQ(w.Rate(clock.Now(), absl::Seconds(1)), 0);
+  EXPECT_DOUBLE_EQ(w.Rate(clock.Now(), absl::Seconds(10)), 50);
+  clock.Advance(absl::Seconds(120));  // all buckets stale
+  EXPECT_DOUBLE_EQ(w.Rate(clock.Now(), absl::Seconds(60)), 0);
+  EXPECT_DOUBLE_EQ(w.total(), 6000);
+}
+
+TEST(RackThroughputTest, ScopesAndAuditAddUp) {
+  FakeClock clock;
+  RackThroughput t({{"r0", "vm0", {"vm0/0"}}, {"r1", "vm1", {"vm1/0", "vm1/1"}}});
+  std::mt19937 rng(7);
+  int64_t delivered = 0, w0 = 0, w1 = 0;
+  for (int step = 0; step < 50; ++step) {
+    const int64_t a = rng() % 40, b = rng() % 40;
+    t.RecordDelivered(clock.Now(), a + b);
+    delivered += a + b;
+    w0 += a;
+    w1 += b;
+    if (step % 5 == 4) {  // workers report cumulative counters every 5 steps
+      t.ReportCounters(clock.Now(), "vm0#0", "r0", w0, 10 * step);
+      t.ReportCounters(clock.Now(), "vm1#1", "r1", w1, 20 * step);
+    }
+    clock.Advance(absl::Milliseconds(200));
+  }
+  ThroughputSnapshot s = t.Snapshot(clock.Now());
+  EXPECT_EQ(s.delivered_generated_total, delivered);
+  EXPECT_EQ(s.worker_generated_tokens_total, delivered);  // caught up: the audit holds exactly
+  ASSERT_EQ(s.replicas.size(), 2u);
+  EXPECT_DOUBLE_EQ(s.replicas[0].generated_total, static_cast<double>(w0));
+  EXPECT_DOUBLE_EQ(s.replicas[1].prompt_total, 20.0 * 49);
+  ASSERT_EQ(s.devices.size(), 3u);
+  EXPECT_EQ(s.devices[1].name, "vm1/0");
+  EXPECT_DOUBLE_EQ(s.devices[1].generated_total + s.devices[2].generated_total,
+                   static_cast<double>(w1));
+  EXPECT_EQ(s.vms[1].name, "vm1");
+  ASSERT_EQ(s.rack.windows.size(), 3u);
+  EXPECT_NEAR(
+      s.rack.windows[1].generated_per_second * 10,
+      s.vms[0].windows[1].generated_per_second * 10 + s.vms[1].windows[1].generated_per_second * 10,
+      200);  // unreported tail of at most 4 steps per worker
+
+  // Not yet caught up: the audit lags until the next report; a restarted worker starts over.
+  t.RecordDelivered(clock.Now(), 7);
+  EXPECT_EQ(t.Snapshot(clock.Now()).worker_generated_tokens_total, delivered);
+  t.ReportCounters(clock.Now(), "vm0#2", "r0", 7, 0);
+  s = t.Snapshot(clock.Now());
+  EXPECT_EQ(s.worker_generated_tokens_total, s.delivered_generated_total);
+}
+
+TEST(BatchJobMeterTest, MlperfOfflineDefinition) {
+  FakeClock clock;
+  BatchJobMeter m;
+  EXPECT_EQ(m.TokensPerSecond(), 0);
+  m.Issued(clock.Now());
+  clock.Advance(absl::Seconds(1));
+  m.Issued(clock.Now());  // later issues do not move the start
+  m.Completed(clock.Now(), 300);
+  clock.Advance(absl::Seconds(3));
+  m.Completed(clock.Now(), 500);
+  EXPECT_DOUBLE_EQ(m.TokensPerSecond(), 800.0 / 4);
+  EXPECT_EQ(m.generated_tokens(), 800);
+}
+
+TEST(TokenLedgerTest, FailoverChunksAreDeduplicatedByIndex) {
+  TokenLedger ledger;
+  auto a = ledger.Accept(0, std::vector<int32_t>{5, 6, 7});
+  ASSERT_TRUE(a.ok());
+  EXPECT_THAT(*a, ElementsAre(5, 6, 7));
+  // The replica died; the next one resumes at 3 but resends token 2 in an overlapping chunk.
+  auto b = ledger.Accept(2, std::vector<int32_t>{7, 8, 9});
+  ASSERT_TRUE(b.ok());
+  EXPECT_THAT(*b, ElementsAre(8, 9));
+  EXPECT_THAT(ledger.Accept(0, std::vector<int32_t>{5}).value(), ElementsAre());
+  EXPECT_THAT(ledger.delivered(), ElementsAre(5, 6, 7, 8, 9));
+  auto gap = ledger.Accept(7, std::vector<int32_t>{1});
+  EXPECT_EQ(gap.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(std::string(gap.status().message()), HasSubstr("first_index"));
+  auto differ = ledger.Accept(4, std::vector<int32_t>{1});
+  EXPECT_EQ(differ.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(ledger.Accept(-1, {}).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace rackserve::coordinator

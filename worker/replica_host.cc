@@ -1,0 +1,315 @@
+#include "worker/replica_host.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "runtime/base/status_macros.h"
+
+namespace rackserve::worker {
+namespace {
+
+// INVALID_ARGUMENT naming `field`[i] for the first token outside [0, vocab_size).
+absl::Status CheckTokens(const std::vector<int32_t>& tokens, std::string_view field,
+                         int64_t vocab_size) {
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    if (tokens[i] < 0 || tokens[i] >= vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat(std::string(field), "[", i, "] = ", tokens[i],
+                                                     " is outside the vocabulary [0, ", vocab_size,
+                                                     ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+ReplicaHost::ReplicaHost(std::string replica_id, std::unique_ptr<engine::Engine> engine)
+    : replica_id_(std::move(replica_id)), engine_(std::move(engine)) {
+  RS_CHECK(engine_ != nullptr);
+  counters_.replica_id = replica_id_;
+  counters_.kv_blocks_total = engine_->kv_config().num_blocks;
+  counters_.free_token_credit = engine_->kv_config().capacity_tokens();
+  thread_ = std::thread([this] { StepLoop(); });
+}
+
+absl::StatusOr<std::unique_ptr<ReplicaHost>> ReplicaHost::Load(
+    std::string replica_id, const std::string& model_dir, const engine::EngineOptions& options) {
+  RS_ASSIGN_OR_RETURN(std::unique_ptr<engine::Engine> engine,
+                      engine::Engine::Load(model_dir, options));
+  return std::make_unique<ReplicaHost>(std::move(replica_id), std::move(engine));
+}
+
+ReplicaHost::~ReplicaHost() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+absl::Status ReplicaHost::Validate(const ReplicaRequest& r) const {
+  const model::ModelConfig& config = engine_->config();
+  if (r.request_id.empty()) return absl::InvalidArgumentError("request_id is empty");
+  if (r.prompt.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("prompt_token_ids of request '", r.request_id, "' is empty"));
+  }
+  RS_RETURN_IF_ERROR(CheckTokens(r.prompt, "prompt_token_ids", config.vocab_size));
+  RS_RETURN_IF_ERROR(CheckTokens(r.resume_tokens, "resume_token_ids", config.vocab_size));
+  const absl::Status sampling = sampling::ValidateSamplingParams(r.sampling, config.vocab_size);
+  if (!sampling.ok()) {
+    return absl::Status(sampling.code(), absl::StrCat("sampling.", sampling.message()));
+  }
+  const int64_t resumed = static_cast<int64_t>(r.resume_tokens.size());
+  if (resumed >= r.sampling.max_new_tokens) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "resume_token_ids has ", resumed,
+        " tokens: nothing is left of sampling.max_new_tokens = ", r.sampling.max_new_tokens));
+  }
+  const int64_t len = static_cast<int64_t>(r.prompt.size()) + resumed;
+  if (len >= config.max_position_embeddings) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("prompt_token_ids + resume_token_ids = ", len, " tokens; the context holds ",
+                     config.max_position_embeddings, " (prompt and at least one generated token)"));
+  }
+  const int64_t new_tokens =
+      std::min(r.sampling.max_new_tokens - resumed, config.max_position_embeddings - len);
+  const kv::KvCacheConfig& kv = engine_->kv_config();
+  if (kv.BlocksFor(len + new_tokens) > kv.num_blocks) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("prompt_token_ids + sampling.max_new_tokens = ", len + new_tokens,
+                     " tokens exceeds the KV cache of replica '", replica_id_, "' (",
+                     kv.capacity_tokens(), " tokens)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ReplicaHost::Submit(ReplicaRequest request, ChunkSink sink) {
+  RS_CHECK(sink != nullptr);
+  RS_RETURN_IF_ERROR(Validate(request));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (draining_ || stop_) {
+      return absl::UnavailableError(absl::StrCat("replica '", replica_id_,
+                                                 "' is draining: request '", request.request_id,
+                                                 "' not admitted"));
+    }
+    if (!in_flight_.insert(request.request_id).second) {
+      return absl::AlreadyExistsError(absl::StrCat("request_id '", request.request_id,
+                                                   "' is already in flight on replica '",
+                                                   replica_id_, "'"));
+    }
+    queued_.push_back(Queued{std::move(request), std::move(sink)});
+  }
+  cv_.notify_all();
+  return absl::OkStatus();
+}
+
+absl::Status ReplicaHost::Cancel(std::string_view request_id) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!in_flight_.contains(std::string(request_id))) {
+      return absl::NotFoundError(absl::StrCat("request_id '", std::string(request_id),
+                                              "' is not in flight on replica '", replica_id_, "'"));
+    }
+    cancels_.emplace_back(request_id);
+  }
+  cv_.notify_all();
+  return absl::OkStatus();
+}
+
+void ReplicaHost::Drain() {
+  std::lock_guard<std::mutex> lock(mu_);
+  draining_ = true;
+}
+
+bool ReplicaHost::draining() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return draining_;
+}
+
+bool ReplicaHost::WaitIdle(absl::Duration timeout) {
+  std::unique_lock<std::mutex> lock(mu_);
+  return cv_.wait_for(lock, absl::ToChronoNanoseconds(timeout),
+                      [this] { return in_flight_.empty(); });
+}
+
+int64_t ReplicaHost::requests_in_flight() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return static_cast<int64_t>(in_flight_.size());
+}
+
+ReplicaCounters ReplicaHost::counters() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  ReplicaCounters c = counters_;
+  c.waiting = std::max<int64_t>(static_cast<int64_t>(in_flight_.size()) - c.running, 0);
+  return c;
+}
+
+void ReplicaHost::StepLoop() {
+  bool engine_ok = true;
+  while (true) {
+    std::deque<Queued> queued;
+    std::vector<std::string> cancels;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] {
+        return stop_ || !queued_.empty() || !cancels_.empty() || (engine_ok && engine_->has_work());
+      });
+      if (stop_) break;
+      queued.swap(queued_);
+      cancels.swap(cancels_);
+    }
+    if (!engine_ok) {
+      Reject(std::move(queued),
+             absl::UnavailableError(
+                 absl::StrCat("replica '", replica_id_, "' failed and serves no more requests")));
+      continue;
+    }
+    Admit(std::move(queued), std::move(cancels));
+    if (engine_->has_work()) engine_ok = RunStep();
+  }
+  // Shutdown: queued requests never reached the engine; active ones are cut off.
+  std::deque<Queued> queued;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    queued.swap(queued_);
+  }
+  const absl::Status shutdown =
+      absl::UnavailableError(absl::StrCat("replica '", replica_id_, "' shut down"));
+  Reject(std::move(queued), shutdown);
+  FailAll(shutdown);
+}
+
+void ReplicaHost::Reject(std::deque<Queued> queued, const absl::Status& status) {
+  for (Queued& q : queued) {
+    TokenChunk chunk;
+    chunk.first_index = static_cast<int64_t>(q.request.resume_tokens.size());
+    chunk.finish = sampling::FinishReason::kCancelled;
+    chunk.status = status;
+    Finish(q.request.request_id);
+    q.sink(chunk);
+  }
+}
+
+void ReplicaHost::Admit(std::deque<Queued> queued, std::vector<std::string> cancels) {
+  for (Queued& q : queued) {
+    const engine::RequestId id = next_id_++;
+    const int64_t resumed = static_cast<int64_t>(q.request.resume_tokens.size());
+    engine::Request request;
+    request.id = id;
+    request.prompt = q.request.prompt;
+    request.prompt.insert(request.prompt.end(), q.request.resume_tokens.begin(),
+                          q.request.resume_tokens.end());
+    request.sampling = q.request.sampling;
+    request.step_offset = resumed;
+    const int64_t prompt_tokens = static_cast<int64_t>(q.request.prompt.size());
+    const absl::Status s = engine_->Submit(std::move(request));
+    if (!s.ok()) {
+      // Validate() mirrors the engine's checks, so this is a rare disagreement: report it.
+      std::deque<Queued> rejected;
+      rejected.push_back(std::move(q));
+      Reject(std::move(rejected), s);
+      continue;
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      counters_.prompt_tokens += prompt_tokens;
+    }
+    engine_ids_[q.request.request_id] = id;
+    active_[id] = Active{q.request.request_id, std::move(q.sink), prompt_tokens, resumed};
+  }
+  for (const std::string& request_id : cancels) {
+    auto it = engine_ids_.find(request_id);
+    // Not found: the request ended (or was cancelled) since Cancel() was called. Its active_
+    // entry stays until the engine's final event.
+    if (it == engine_ids_.end()) continue;
+    const absl::Status cancelled = engine_->Cancel(it->second);
+    RS_CHECK(cancelled.ok());
+    engine_ids_.erase(it);
+  }
+}
+
+bool ReplicaHost::RunStep() {
+  engine::StepStats stats;
+  absl::StatusOr<std::vector<engine::TokenEvent>> events = engine_->Step(&stats);
+  if (!events.ok()) {
+    FailAll(events.status());
+    return false;
+  }
+  // One chunk per request: events of a request arrive in index order within a step.
+  std::vector<engine::RequestId> order;
+  absl::flat_hash_map<engine::RequestId, TokenChunk> chunks;
+  for (const engine::TokenEvent& e : *events) {
+    auto [it, inserted] = chunks.try_emplace(e.id);
+    TokenChunk& chunk = it->second;
+    if (inserted) {
+      order.push_back(e.id);
+      chunk.first_index = active_.at(e.id).next_index;
+    }
+    if (e.token >= 0) chunk.token_ids.push_back(e.token);
+    if (e.finish != sampling::FinishReason::kNone) chunk.finish = e.finish;
+  }
+  int64_t generated = 0;
+  int64_t finished_in_batch = 0;  // requests of this step's batch that ended with a token
+  for (const auto& [id, chunk] : chunks) {
+    generated += static_cast<int64_t>(chunk.token_ids.size());
+    if (chunk.finish != sampling::FinishReason::kNone && !chunk.token_ids.empty()) {
+      ++finished_in_batch;
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    counters_.generated_tokens += generated;
+    if (stats.num_sequences > 0) ++counters_.steps;
+    counters_.running = std::max<int64_t>(stats.num_sequences - finished_in_batch, 0);
+    counters_.kv_blocks_used = stats.kv_blocks_used;
+    counters_.kv_blocks_total = stats.kv_blocks_total;
+    counters_.busy_seconds += stats.seconds;
+    counters_.free_token_credit =
+        (stats.kv_blocks_total - stats.kv_blocks_used) * engine_->kv_config().block_size;
+  }
+  for (const engine::RequestId id : order) {
+    TokenChunk& chunk = chunks.at(id);
+    auto it = active_.find(id);
+    RS_CHECK(it != active_.end());
+    it->second.next_index += static_cast<int64_t>(chunk.token_ids.size());
+    if (chunk.finish != sampling::FinishReason::kNone) {
+      chunk.prompt_tokens = it->second.prompt_tokens;
+      Active done = std::move(it->second);
+      active_.erase(it);
+      engine_ids_.erase(done.request_id);  // when not cancelled already
+      Finish(done.request_id);
+      done.sink(chunk);
+    } else {
+      it->second.sink(chunk);
+    }
+  }
+  return true;
+}
+
+void ReplicaHost::FailAll(const absl::Status& status) {
+  for (auto& [id, active] : active_) {
+    TokenChunk chunk;
+    chunk.first_index = active.next_index;
+    chunk.finish = sampling::FinishReason::kCancelled;
+    chunk.prompt_tokens = active.prompt_tokens;
+    chunk.status = status;
+    Finish(active.request_id);
+    active.sink(chunk);
+  }
+  active_.clear();
+  engine_ids_.clear();
+}
+
+void ReplicaHost::Finish(const std::string& request_id) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    in_flight_.erase(request_id);
+  }
+  cv_.notify_all();
+}
+
+}  // namespace rackserve::worker

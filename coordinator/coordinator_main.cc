@@ -5,6 +5,7 @@
 // <model>/tokenizer.model. See --help.
 #include <pthread.h>
 
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
@@ -99,10 +100,13 @@ int main(int argc, char** argv) {
   std::printf("listening on %s:%d\n", listen.substr(0, colon).c_str(), port);
   std::fflush(stdout);
 
-  std::thread([&server, &stop_signals] {
+  std::thread([&server, &rack_service, &stop_signals] {
     int signal = 0;
     sigwait(&stop_signals, &signal);
-    server->Shutdown();
+    (*rack_service)->Shutdown();  // ends WatchStats streams and the monitor
+    // Workers hold their heartbeat streams open for their whole life: calls still running after
+    // a short grace are cancelled, so the coordinator always exits.
+    server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   }).detach();
   server->Wait();
   (*rack_service)->Shutdown();

@@ -26,9 +26,11 @@
 namespace rackserve::comm {
 namespace {
 
+using ::rackserve::comm::testing::Expect;
 using ::rackserve::comm::testing::MonotonicNanos;
 using ::rackserve::comm::testing::RankProcesses;
 using ::rackserve::comm::testing::TempDir;
+using ::rackserve::comm::testing::TestWorld;
 using ::testing::Each;
 
 constexpr absl::Duration kTestTimeout = absl::Seconds(60);
@@ -44,10 +46,6 @@ int DeviceCount() {
   int status = 0;
   ::waitpid(child, &status, 0);
   return WIFEXITED(status) ? WEXITSTATUS(status) : 0;
-}
-
-absl::Status Expect(bool condition, const std::string& what) {
-  return condition ? absl::OkStatus() : absl::InternalError(what);
 }
 
 // A device buffer of n floats, freed on destruction.
@@ -80,11 +78,8 @@ class DeviceFloats {
 absl::StatusOr<std::unique_ptr<Communicator>> Connect(const std::string& dir, int size, int rank,
                                                       const NcclOptions& options) {
   const std::unique_ptr<Rendezvous> rendezvous = MakeFileRendezvous(dir);
-  WorldSpec world;
-  world.size = size;
-  world.layout = absl::StrCat("tp", size);
-  world.model = "nccl-communicator-test";
-  return CreateNcclCommunicator(world, rank, /*device=*/rank, *rendezvous, options);
+  return CreateNcclCommunicator(TestWorld(size, "nccl-communicator-test"), rank, /*device=*/rank,
+                                *rendezvous, options);
 }
 
 std::vector<float> Input(uint64_t seed, int rank, int64_t n) {

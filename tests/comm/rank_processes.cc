@@ -78,4 +78,12 @@ int64_t MonotonicNanos() {
   return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
 }
 
+WorldSpec TestWorld(int size, const std::string& model) {
+  WorldSpec world;
+  world.size = size;
+  world.layout = absl::StrCat("tp", size);
+  world.model = model;
+  return world;
+}
+
 }  // namespace rackserve::comm::testing

@@ -18,8 +18,17 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "runtime/comm/world_spec.h"
 
 namespace rackserve::comm::testing {
+
+// INTERNAL carrying `what` unless `condition` holds (children report, the parent asserts).
+inline absl::Status Expect(bool condition, const std::string& what) {
+  return condition ? absl::OkStatus() : absl::InternalError(what);
+}
+
+// The world of a test group of `size` ranks: layout "tp<size>", model `model`.
+WorldSpec TestWorld(int size, const std::string& model);
 
 // A fresh directory under $TEST_TMPDIR (or /tmp), removed with its files on destruction.
 class TempDir {

@@ -23,27 +23,21 @@
 namespace rackserve::comm {
 namespace {
 
+using ::rackserve::comm::testing::Expect;
 using ::rackserve::comm::testing::RankProcesses;
 using ::rackserve::comm::testing::SharedArray;
 using ::rackserve::comm::testing::TempDir;
+using ::rackserve::comm::testing::TestWorld;
 using ::testing::Each;
 using ::testing::ElementsAre;
 
 constexpr absl::Duration kTestTimeout = absl::Seconds(25);
 
-// INTERNAL carrying `what` unless `condition` holds (children report, the parent asserts).
-absl::Status Expect(bool condition, const std::string& what) {
-  return condition ? absl::OkStatus() : absl::InternalError(what);
-}
-
 absl::StatusOr<std::unique_ptr<Communicator>> Connect(const std::string& dir, int size, int rank,
                                                       const UcxOptions& options) {
   const std::unique_ptr<Rendezvous> rendezvous = MakeFileRendezvous(dir);
-  WorldSpec world;
-  world.size = size;
-  world.layout = absl::StrCat("tp", size);
-  world.model = "ucx-communicator-test";
-  return CreateUcxCommunicator(world, rank, *rendezvous, options);
+  return CreateUcxCommunicator(TestWorld(size, "ucx-communicator-test"), rank, *rendezvous,
+                               options);
 }
 
 // Rank r's input for a collective: fresh normal floats from (seed, r, count).

@@ -23,10 +23,12 @@
 namespace rackserve::comm {
 namespace {
 
+using ::rackserve::comm::testing::Expect;
 using ::rackserve::comm::testing::MonotonicNanos;
 using ::rackserve::comm::testing::RankProcesses;
 using ::rackserve::comm::testing::SharedArray;
 using ::rackserve::comm::testing::TempDir;
+using ::rackserve::comm::testing::TestWorld;
 using ::testing::AnyOf;
 using ::testing::Each;
 using ::testing::HasSubstr;
@@ -35,18 +37,10 @@ constexpr absl::Duration kTestTimeout = absl::Seconds(25);
 // The bar: a peer's death becomes an error on every other rank within this long.
 constexpr int64_t kFailureBoundNanos = 5'000'000'000;
 
-absl::Status Expect(bool condition, const std::string& what) {
-  return condition ? absl::OkStatus() : absl::InternalError(what);
-}
-
 absl::StatusOr<std::unique_ptr<Communicator>> Connect(const std::string& dir, int size, int rank,
                                                       const UcxOptions& options) {
   const std::unique_ptr<Rendezvous> rendezvous = MakeFileRendezvous(dir);
-  WorldSpec world;
-  world.size = size;
-  world.layout = absl::StrCat("tp", size);
-  world.model = "ucx-failure-test";
-  return CreateUcxCommunicator(world, rank, *rendezvous, options);
+  return CreateUcxCommunicator(TestWorld(size, "ucx-failure-test"), rank, *rendezvous, options);
 }
 
 // What one rank saw, written by the child and read by the parent.

@@ -17,10 +17,9 @@ target_link_libraries(rackserve_sentencepiece INTERFACE PkgConfig::SENTENCEPIECE
                                                         ${SENTENCEPIECE_TRAIN_LIBRARY})
 # Debian's libsentencepiece bundles protobuf-lite 3.14 with exported symbols. In a program that
 # also loads libprotobuf (every gRPC program), whichever loads first wins: sentencepiece first
-# crashes protobuf's static initializers before main(); libprotobuf first keeps the program
-# alive but fails sentencepiece's own protobuf version check when a tokenizer is loaded. gRPC
-# programs link this first in their DEPS (libprotobuf loads first) and must not load a
-# tokenizer until the tokenizer stops depending on libsentencepiece.
+# crashes protobuf's static initializers before main(). gRPC programs link this first in their
+# DEPS so libprotobuf loads first. Only TrainTokenizer still calls libsentencepiece; the
+# Tokenizer reads tokenizer.model with its own code, so gRPC programs load tokenizers safely.
 set(RACKSERVE_PROTOBUF_FIRST "-Wl,--no-as-needed" protobuf::libprotobuf "-Wl,--as-needed")
 
 set(RACKSERVE_HAVE_CUDA OFF)

@@ -27,6 +27,11 @@ int64_t RetryAfterMillisFromMessage(std::string_view message) {
 }
 
 absl::StatusOr<uint64_t> AdmissionQueue::Enqueue(absl::Duration retry_after) {
+  if (limit_ == 0) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("no replica has credit now and the admission queue is off (limit 0); ",
+                     std::string(kRetryPrefix), absl::ToInt64Milliseconds(retry_after), " ms"));
+  }
   if (size() >= limit_) {
     return absl::ResourceExhaustedError(
         absl::StrCat("admission queue full (", limit_, " requests waiting); ",

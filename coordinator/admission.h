@@ -26,7 +26,8 @@ class AdmissionQueue {
   explicit AdmissionQueue(int64_t limit) : limit_(limit) {}
 
   // A ticket for a new waiter, or RESOURCE_EXHAUSTED "admission queue full (<limit> requests
-  // waiting); retry after <ms> ms".
+  // waiting); retry after <ms> ms" (limit 0, no queue: "no replica has credit now and the
+  // admission queue is off (limit 0); retry after <ms> ms").
   absl::StatusOr<uint64_t> Enqueue(absl::Duration retry_after);
   bool IsHead(uint64_t ticket) const { return !waiting_.empty() && waiting_.front() == ticket; }
   void Remove(uint64_t ticket);  // no-op when absent

@@ -60,8 +60,15 @@ grpc::Status CoordinatorServiceImpl::Heartbeats(
     }
     std::vector<ReplicaReport> reports;
     for (const v1::ReplicaCounters& c : beat.replicas()) {
-      reports.push_back(
-          {c.replica_id(), c.generated_tokens(), c.prompt_tokens(), c.free_token_credit()});
+      ReplicaReport& r = reports.emplace_back();
+      r.replica_id = c.replica_id();
+      r.generated_tokens = c.generated_tokens();
+      r.prompt_tokens = c.prompt_tokens();
+      r.free_token_credit = c.free_token_credit();
+      r.running = c.running();
+      r.waiting = c.waiting();
+      r.kv_blocks_used = c.kv_blocks_used();
+      r.kv_blocks_total = c.kv_blocks_total();
     }
     status = rack_.registry->Heartbeat(worker_id, reports);
     if (!status.ok()) break;

@@ -1,5 +1,6 @@
 #include "coordinator/dispatcher.h"
 
+#include <limits>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -15,11 +16,33 @@ Dispatcher::Dispatcher(Registry* registry, std::unique_ptr<RoutingPolicy> policy
                        int64_t queue_limit)
     : registry_(registry), policy_(std::move(policy)), queue_(queue_limit) {}
 
+std::optional<Lease> Dispatcher::TryPlaceLocked(std::span<const int32_t> prompt, int64_t cost) {
+  std::vector<RouteCandidate> candidates;
+  std::vector<ReplicaStatus> replicas = registry_->Replicas();
+  for (const ReplicaStatus& r : replicas) {
+    if (!r.live || r.address.empty()) continue;
+    candidates.push_back({r.id, outstanding_[r.id], r.free_token_credit - since_report_[r.id]});
+  }
+  const std::optional<std::string> picked = policy_->Pick(candidates, prompt, cost);
+  if (!picked.has_value()) return std::nullopt;
+  for (ReplicaStatus& r : replicas) {
+    if (r.id != *picked) continue;
+    outstanding_[r.id] += cost;
+    since_report_[r.id] += cost;
+    return Lease{r.id, r.address, r.leader_vm, r.leader_worker_id, std::move(r.worker_ids), cost};
+  }
+  return std::nullopt;
+}
+
 absl::StatusOr<Lease> Dispatcher::Acquire(std::span<const int32_t> prompt, int64_t cost,
                                           const std::function<bool()>& cancelled,
                                           absl::Duration max_wait, double completions_per_second) {
   const absl::Time deadline = absl::Now() + max_wait;
   absl::MutexLock lock(&mutex_);
+  if (cancelled()) return absl::CancelledError("request cancelled before it was placed");
+  if (queue_.size() == 0) {  // nobody waits ahead of it
+    if (std::optional<Lease> lease = TryPlaceLocked(prompt, cost)) return *std::move(lease);
+  }
   RS_ASSIGN_OR_RETURN(const uint64_t ticket,
                       queue_.Enqueue(RetryAfter(queue_.size(), completions_per_second)));
   while (true) {
@@ -29,20 +52,10 @@ absl::StatusOr<Lease> Dispatcher::Acquire(std::span<const int32_t> prompt, int64
       return absl::CancelledError("request cancelled while waiting for a replica");
     }
     if (queue_.IsHead(ticket)) {
-      std::vector<RouteCandidate> candidates;
-      std::vector<ReplicaStatus> replicas = registry_->Replicas();
-      for (const ReplicaStatus& r : replicas) {
-        if (!r.live || r.address.empty()) continue;
-        candidates.push_back({r.id, outstanding_[r.id], r.free_token_credit - since_report_[r.id]});
-      }
-      if (auto picked = policy_->Pick(candidates, prompt, cost); picked.has_value()) {
+      if (std::optional<Lease> lease = TryPlaceLocked(prompt, cost)) {
         queue_.Remove(ticket);
         changed_.SignalAll();
-        outstanding_[*picked] += cost;
-        since_report_[*picked] += cost;
-        for (const ReplicaStatus& r : replicas) {
-          if (r.id == *picked) return Lease{r.id, r.address, r.leader_vm, cost};
-        }
+        return *std::move(lease);
       }
     }
     if (absl::Now() >= deadline) {
@@ -70,6 +83,12 @@ void Dispatcher::Release(const Lease& lease, int64_t remaining) {
 void Dispatcher::OnCreditReport(const std::string& replica_id) {
   absl::MutexLock lock(&mutex_);
   since_report_[replica_id] = 0;
+  changed_.SignalAll();
+}
+
+void Dispatcher::OnRefused(const std::string& replica_id) {
+  absl::MutexLock lock(&mutex_);
+  since_report_[replica_id] = std::numeric_limits<int64_t>::max() / 2;
   changed_.SignalAll();
 }
 

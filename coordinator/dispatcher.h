@@ -3,9 +3,12 @@
 //
 // Credit: a replica can admit `free_token_credit` (its last heartbeat) minus the tokens
 // dispatched to it since that heartbeat. A request costs prompt + max_new_tokens - delivered
-// tokens. Requests that no replica can take now wait in a bounded FIFO (AdmissionQueue); past it
-// Acquire fails with RESOURCE_EXHAUSTED and a retry-after hint. Outstanding work per replica
-// (what the routing policy balances) is the sum of its requests' remaining cost.
+// tokens. A request is placed on a replica at once when one can take it and nobody is waiting;
+// otherwise it waits in a bounded FIFO (AdmissionQueue; only its head is placed, so waiting
+// requests are served in arrival order). Past the queue's limit (with limit 0: whenever no
+// replica can take it now) Acquire fails with RESOURCE_EXHAUSTED and a retry-after hint.
+// Outstanding work per replica (what the routing policy balances) is the sum of its requests'
+// remaining cost.
 //
 // Thread-safe. Keeps `registry`, which must outlive it.
 #pragma once
@@ -13,6 +16,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -27,11 +31,14 @@
 
 namespace rackserve::coordinator {
 
+// A request's place on a replica, as the registry saw the replica when the lease was issued.
 struct Lease {
   std::string replica_id;
   std::string address;  // the leader worker's WorkerService
   std::string leader_vm;
-  int64_t cost = 0;  // tokens charged to the replica's outstanding work
+  std::string leader_worker_id;         // the worker the request is submitted to
+  std::vector<std::string> worker_ids;  // every worker running a rank of the replica, leader first
+  int64_t cost = 0;                     // tokens charged to the replica's outstanding work
 };
 
 class Dispatcher {
@@ -39,7 +46,8 @@ class Dispatcher {
   Dispatcher(Registry* registry, std::unique_ptr<RoutingPolicy> policy, int64_t queue_limit);
 
   // Blocks until a live replica with enough credit takes the request. RESOURCE_EXHAUSTED (with
-  // "retry after <ms> ms") when the queue is full; CANCELLED when `cancelled()` turns true;
+  // "retry after <ms> ms") when it would have to wait and the queue is full; CANCELLED when
+  // `cancelled()` (polled every 50 ms and on every Wake, under the dispatcher's lock) turns true;
   // UNAVAILABLE naming the wait when no replica could take it within `max_wait` (real time:
   // waiting is a side effect, unlike the Clock-driven logic).
   absl::StatusOr<Lease> Acquire(std::span<const int32_t> prompt, int64_t cost,
@@ -51,6 +59,8 @@ class Dispatcher {
   void Release(const Lease& lease, int64_t remaining);
   // A heartbeat refreshed the replica's credit; wakes waiting requests.
   void OnCreditReport(const std::string& replica_id);
+  // The replica refused a request (it failed or drains): it gets none until its next report.
+  void OnRefused(const std::string& replica_id);
   // Wakes waiting requests (a replica came up or went down, a request was cancelled).
   void Wake();
 
@@ -58,6 +68,10 @@ class Dispatcher {
   int64_t outstanding_tokens(const std::string& replica_id) const;
 
  private:
+  // Places the request on a replica now (charging its cost), or nullopt.
+  std::optional<Lease> TryPlaceLocked(std::span<const int32_t> prompt, int64_t cost)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+
   Registry* registry_;
   mutable absl::Mutex mutex_;
   absl::CondVar changed_;

@@ -4,6 +4,7 @@
 
 #include "coordinator/clock.h"
 #include "coordinator/dispatcher.h"
+#include "coordinator/latency_histogram.h"
 #include "coordinator/registry.h"
 #include "coordinator/throughput.h"
 #include "coordinator/topology.h"
@@ -16,6 +17,7 @@ struct RackContext {
   Dispatcher* dispatcher = nullptr;
   RackThroughput* throughput = nullptr;
   const Clock* clock = nullptr;
+  RequestLatency* latency = nullptr;  // TTFT / TPOT of finished requests; may be null
 };
 
 // Where each replica's tokens are attributed in throughput figures (leader VM, all devices).

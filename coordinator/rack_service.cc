@@ -7,8 +7,10 @@
 #include "absl/strings/str_cat.h"
 #include "coordinator/admission.h"
 #include "coordinator/token_ledger.h"
+#include "grpc/grpc.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
+#include "grpcpp/support/channel_arguments.h"
 #include "proto/wire_conversion.h"
 #include "rackserve/v1/worker.grpc.pb.h"
 #include "runtime/base/status_macros.h"
@@ -17,6 +19,49 @@ namespace rackserve::coordinator {
 namespace {
 
 constexpr absl::Duration kMonitorPeriod = absl::Milliseconds(100);
+// Keepalive on worker channels: a hung or partitioned worker breaks its Submit streams within
+// kKeepaliveTimeMs + kKeepaliveTimeoutMs even when its heartbeats are not the signal. (The
+// worker's server must accept pings this often: GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_
+// DATA_MS <= kKeepaliveTimeMs and GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, else it answers with
+// GOAWAY "too_many_pings".)
+constexpr int kKeepaliveTimeMs = 1000;
+constexpr int kKeepaliveTimeoutMs = 2000;
+
+const char* StateName(WorkerState state) {
+  switch (state) {
+    case WorkerState::kReady:
+      return "ready";
+    case WorkerState::kDraining:
+      return "draining";
+    case WorkerState::kDead:
+      return "dead";
+  }
+  return "dead";
+}
+
+const char* ReplicaStateName(const ReplicaStatus& status) {
+  return status.live ? "ready" : status.draining ? "draining" : "down";
+}
+
+// The throughput of a scope no worker has reported for yet: zero in every window.
+ScopeThroughput NothingReported(const std::string& name) {
+  ScopeThroughput scope;
+  scope.name = name;
+  for (int seconds : kWindowSeconds) scope.windows.push_back({static_cast<double>(seconds), 0, 0});
+  return scope;
+}
+
+void FillLoad(const LoadFigures& load, v1::ScopeStats* out) {
+  out->set_running(load.running);
+  out->set_waiting(load.waiting);
+  out->set_kv_blocks_used(load.kv_blocks_used);
+  out->set_kv_blocks_total(load.kv_blocks_total);
+}
+
+bool OnVm(const ReplicaSpec& replica, const std::string& vm) {
+  return std::any_of(replica.ranks.begin(), replica.ranks.end(),
+                     [&](const RankSpec& r) { return r.vm == vm; });
+}
 
 void FillThroughput(const ScopeThroughput& scope, v1::Throughput* out) {
   for (const WindowRates& w : scope.windows) {
@@ -31,13 +76,28 @@ void FillThroughput(const ScopeThroughput& scope, v1::Throughput* out) {
 
 }  // namespace
 
-// One request while the coordinator runs it: what Cancel and failover act on.
+// One request while the coordinator runs it: what Cancel, failover, DrainVm and the monitor act
+// on. Between attempts replica_id and worker_ids are empty.
 struct RackServiceImpl::InFlight {
+  ClientGone client_gone;  // set before the flight is tracked, then read-only
   absl::Mutex mutex;
   bool cancelled ABSL_GUARDED_BY(mutex) = false;
-  bool failover ABSL_GUARDED_BY(mutex) = false;  // its worker died: re-submit elsewhere
+  bool failover ABSL_GUARDED_BY(mutex) = false;  // a worker of its attempt died: re-submit
   std::string replica_id ABSL_GUARDED_BY(mutex);
+  std::vector<std::string> worker_ids ABSL_GUARDED_BY(mutex);  // the attempt's Lease::worker_ids
   grpc::ClientContext* upstream ABSL_GUARDED_BY(mutex) = nullptr;  // the current Submit call
+
+  // Cancelled by the client (Cancel, or the client went away).
+  bool Cancelled() {
+    {
+      absl::MutexLock lock(&mutex);
+      if (cancelled) return true;
+    }
+    if (!client_gone()) return false;
+    absl::MutexLock lock(&mutex);
+    cancelled = true;
+    return true;
+  }
 };
 
 // A validated request.
@@ -77,34 +137,60 @@ void RackServiceImpl::Shutdown() {
 void RackServiceImpl::Monitor() {
   while (!stopping_) {
     for (const std::string& worker_id : rack_.registry->ExpireDead()) OnWorkerDead(worker_id);
+    DropForgottenWorkers();
+    CancelAbandoned();
     absl::SleepFor(kMonitorPeriod);
   }
 }
 
+void RackServiceImpl::DropForgottenWorkers() {
+  for (const ForgottenWorker& worker : rack_.registry->TakeForgotten()) {
+    rack_.throughput->RetireSource(worker.worker_id);
+    absl::MutexLock lock(&mutex_);
+    channels_.erase(worker.address);  // callers of ChannelTo keep their copy alive
+  }
+}
+
+void RackServiceImpl::CancelAbandoned() {
+  bool any = false;
+  {
+    // Under mutex_: a flight's client_gone stays callable while it is tracked.
+    absl::MutexLock lock(&mutex_);
+    for (auto& [id, flight] : in_flight_) {
+      {
+        absl::MutexLock flight_lock(&flight->mutex);
+        if (flight->cancelled) continue;
+      }
+      if (!flight->client_gone()) continue;
+      absl::MutexLock flight_lock(&flight->mutex);
+      flight->cancelled = true;
+      if (flight->upstream != nullptr) flight->upstream->TryCancel();
+      any = true;
+    }
+  }
+  if (any) rack_.dispatcher->Wake();
+}
+
 void RackServiceImpl::OnWorkerDead(const std::string& worker_id) {
-  const std::string vm = rack_.registry->VmOf(worker_id);
-  if (vm.empty()) return;
-  const std::optional<std::string> current = rack_.registry->WorkerOf(vm);
-  if (current.has_value() && *current != worker_id) return;  // the VM has a new worker
+  // Marked dead first: an attempt published after the scan below sees it in Run.
   rack_.registry->MarkDead(worker_id);
   {
     absl::MutexLock lock(&mutex_);
     for (auto& [id, flight] : in_flight_) {
       absl::MutexLock flight_lock(&flight->mutex);
-      const ReplicaSpec* replica = rack_.topology->FindReplica(flight->replica_id);
-      if (replica == nullptr || flight->upstream == nullptr) continue;
-      const bool on_vm = std::any_of(replica->ranks.begin(), replica->ranks.end(),
-                                     [&](const RankSpec& r) { return r.vm == vm; });
-      if (!on_vm) continue;
+      if (std::find(flight->worker_ids.begin(), flight->worker_ids.end(), worker_id) ==
+          flight->worker_ids.end()) {
+        continue;
+      }
       flight->failover = true;
-      flight->upstream->TryCancel();
+      if (flight->upstream != nullptr) flight->upstream->TryCancel();
     }
   }
   rack_.dispatcher->Wake();
 }
 
 absl::StatusOr<RackServiceImpl::Prepared> RackServiceImpl::Prepare(
-    const v1::GenerateRequest& request) {
+    const v1::GenerateRequest& request, ClientGone client_gone) {
   Prepared out;
   out.arrival = rack_.clock->Now();
   if (!request.prompt_text().empty() && request.prompt_token_ids_size() > 0) {
@@ -139,6 +225,7 @@ absl::StatusOr<RackServiceImpl::Prepared> RackServiceImpl::Prepare(
                      options_.max_context, ")"));
   }
   out.flight = std::make_shared<InFlight>();
+  out.flight->client_gone = std::move(client_gone);
   absl::MutexLock lock(&mutex_);
   out.id = request.request_id().empty() ? absl::StrCat("rack-", next_id_++) : request.request_id();
   if (!in_flight_.emplace(out.id, out.flight).second) {
@@ -157,7 +244,12 @@ std::shared_ptr<grpc::Channel> RackServiceImpl::ChannelTo(const std::string& add
   absl::MutexLock lock(&mutex_);
   std::shared_ptr<grpc::Channel>& channel = channels_[address];
   if (channel == nullptr) {
-    channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, kKeepaliveTimeMs);
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, kKeepaliveTimeoutMs);
+    args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+    args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);  // keep pinging a quiet stream
+    channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
   }
   return channel;
 }
@@ -167,12 +259,21 @@ double RackServiceImpl::CompletionsPerSecond() const {
   return completions_.Rate(rack_.clock->Now(), absl::Seconds(10));
 }
 
+int64_t RackServiceImpl::RequestsOnVm(const std::string& vm) const {
+  int64_t count = 0;
+  absl::MutexLock lock(&mutex_);
+  for (const auto& [id, flight] : in_flight_) {
+    absl::MutexLock flight_lock(&flight->mutex);
+    if (flight->replica_id.empty()) continue;
+    const ReplicaSpec* replica = rack_.topology->FindReplica(flight->replica_id);
+    if (replica != nullptr && OnVm(*replica, vm)) ++count;
+  }
+  return count;
+}
+
 absl::Status RackServiceImpl::Run(Prepared& request, const ChunkSink& sink) {
   InFlight& flight = *request.flight;
-  auto cancelled = [&flight] {
-    absl::MutexLock lock(&flight.mutex);
-    return flight.cancelled;
-  };
+  auto cancelled = [&flight] { return flight.Cancelled(); };
   TokenLedger ledger;
   v1::SamplingParams sampling;
   wire::ToProto(request.params, &sampling);
@@ -193,6 +294,10 @@ absl::Status RackServiceImpl::Run(Prepared& request, const ChunkSink& sink) {
     t->set_ttft_seconds(
         first_token.has_value() ? absl::ToDoubleSeconds(*first_token - request.arrival) : 0);
     t->set_total_seconds(absl::ToDoubleSeconds(now - request.arrival));
+    if (rack_.latency != nullptr && first_token.has_value()) {
+      rack_.latency->RecordRequest(t->ttft_seconds(), t->total_seconds(),
+                                   static_cast<int64_t>(ledger.delivered().size()));
+    }
     {
       absl::MutexLock lock(&mutex_);
       completions_.Add(now, 1);
@@ -223,7 +328,18 @@ absl::Status RackServiceImpl::Run(Prepared& request, const ChunkSink& sink) {
       flight.upstream = &context;
       flight.failover = false;
       flight.replica_id = lease->replica_id;
+      flight.worker_ids = lease->worker_ids;
       if (flight.cancelled) context.TryCancel();
+    }
+    // A worker that died after the lease was issued but before the attempt was published above
+    // was missed by OnWorkerDead's scan; OnWorkerDead marks the registry first, so it shows here.
+    const bool stale_lease =
+        std::any_of(lease->worker_ids.begin(), lease->worker_ids.end(),
+                    [&](const std::string& id) { return !rack_.registry->Alive(id); });
+    if (stale_lease) {
+      absl::MutexLock lock(&flight.mutex);
+      flight.failover = true;
+      context.TryCancel();
     }
     v1::ReplicaRequest upstream_request;
     upstream_request.set_replica_id(lease->replica_id);
@@ -241,23 +357,33 @@ absl::Status RackServiceImpl::Run(Prepared& request, const ChunkSink& sink) {
     v1::FinishReason finish = v1::FINISH_REASON_UNSPECIFIED;
     absl::Status chunk_error;
     bool client_gone = false;
+    // Every chunk read is counted as received from the leader; what does not reach the client
+    // is counted as discarded. After a bad chunk or a gone client the stream is drained.
     while (reader->Read(&chunk)) {
+      const int64_t received = chunk.token_ids_size();
+      rack_.throughput->RecordReceived(lease->leader_worker_id, received);
+      if (client_gone || !chunk_error.ok()) {
+        rack_.throughput->RecordDiscarded(received);
+        continue;
+      }
       const int64_t first_index = static_cast<int64_t>(ledger.delivered().size());
       absl::StatusOr<std::vector<int32_t>> fresh = ledger.Accept(
           chunk.first_index(),
           std::span<const int32_t>(chunk.token_ids().data(), chunk.token_ids().size()));
       if (!fresh.ok()) {
+        rack_.throughput->RecordDiscarded(received);
         chunk_error =
             absl::Status(fresh.status().code(),
                          absl::StrCat("replica ", lease->replica_id, " sent request ", request.id,
                                       " a bad chunk: ", std::string(fresh.status().message())));
         context.TryCancel();
-        break;
+        continue;
       }
+      const int64_t fresh_count = static_cast<int64_t>(fresh->size());
+      rack_.throughput->RecordDiscarded(received - fresh_count);  // resent across a failover
       const absl::Time now = rack_.clock->Now();
-      if (!fresh->empty()) {
-        rack_.throughput->RecordDelivered(now, static_cast<int64_t>(fresh->size()));
-        rack_.dispatcher->Delivered(*lease, static_cast<int64_t>(fresh->size()));
+      if (fresh_count > 0) {
+        rack_.dispatcher->Delivered(*lease, fresh_count);
         if (!first_token.has_value()) first_token = now;
       }
       finish = chunk.finish_reason();
@@ -272,10 +398,13 @@ absl::Status RackServiceImpl::Run(Prepared& request, const ChunkSink& sink) {
         out.mutable_token_ids()->Add(fresh->begin(), fresh->end());
       }
       if (!sink(out)) {
+        rack_.throughput->RecordDiscarded(fresh_count);
+        finish = v1::FINISH_REASON_UNSPECIFIED;
         client_gone = true;
         context.TryCancel();
-        break;
+        continue;
       }
+      rack_.throughput->RecordDelivered(now, fresh_count);
       if (finish != v1::FINISH_REASON_UNSPECIFIED) break;
     }
     if (finish != v1::FINISH_REASON_UNSPECIFIED) context.TryCancel();  // do not wait for the end
@@ -284,6 +413,8 @@ absl::Status RackServiceImpl::Run(Prepared& request, const ChunkSink& sink) {
     {
       absl::MutexLock lock(&flight.mutex);
       flight.upstream = nullptr;
+      flight.replica_id.clear();
+      flight.worker_ids.clear();
       failover = flight.failover;
     }
     const int64_t delivered_now = static_cast<int64_t>(ledger.delivered().size());
@@ -297,10 +428,15 @@ absl::Status RackServiceImpl::Run(Prepared& request, const ChunkSink& sink) {
       return absl::OkStatus();
     }
     if (failover || status.error_code() == grpc::StatusCode::UNAVAILABLE) {
-      if (!failover) {  // the Submit stream broke: its worker is dead
-        if (std::optional<std::string> worker = rack_.registry->WorkerOf(lease->leader_vm)) {
-          OnWorkerDead(*worker);
-        }
+      // The Submit stream broke: the worker it was issued to is dead — unless the worker itself
+      // answered (its replica failed or drains; wire::kWorkerAnsweredMetadata) or the
+      // coordinator is draining it.
+      const bool worker_answered =
+          context.GetServerTrailingMetadata().count(wire::kWorkerAnsweredMetadata) > 0;
+      if (worker_answered) rack_.dispatcher->OnRefused(lease->replica_id);
+      if (!failover && !worker_answered &&
+          !rack_.registry->DrainRequested(lease->leader_worker_id)) {
+        OnWorkerDead(lease->leader_worker_id);
       }
       last_error = absl::UnavailableError(
           absl::StrCat("replica ", lease->replica_id, " failed: ", status.error_message()));
@@ -332,7 +468,8 @@ grpc::Status WithRetryHint(grpc::ServerContext* context, const absl::Status& sta
 grpc::Status RackServiceImpl::Generate(grpc::ServerContext* context,
                                        const v1::GenerateRequest* request,
                                        grpc::ServerWriter<v1::TokenChunk>* writer) {
-  absl::StatusOr<Prepared> prepared = Prepare(*request);
+  absl::StatusOr<Prepared> prepared =
+      Prepare(*request, [context] { return context->IsCancelled(); });
   if (!prepared.ok()) return wire::ToGrpcStatus(prepared.status());
   const absl::Status status =
       Run(*prepared, [writer](const v1::TokenChunk& chunk) { return writer->Write(chunk); });
@@ -344,6 +481,8 @@ grpc::Status RackServiceImpl::SubmitBatch(
     grpc::ServerContext* context,
     grpc::ServerReaderWriter<v1::Completion, v1::GenerateRequest>* stream) {
   // Shared with the request threads, which may outlive this frame by their last instructions.
+  // When the batch's client goes away its requests are cancelled (their flights' client_gone),
+  // so every thread ends and this handler returns.
   struct Batch {
     absl::Mutex mutex;
     int64_t active ABSL_GUARDED_BY(mutex) = 0;
@@ -372,7 +511,8 @@ grpc::Status RackServiceImpl::SubmitBatch(
                                             " requests in one SubmitBatch stream")));
       continue;
     }
-    absl::StatusOr<Prepared> prepared = Prepare(request);
+    absl::StatusOr<Prepared> prepared =
+        Prepare(request, [context] { return context->IsCancelled(); });
     if (!prepared.ok()) {
       write_error(request.request_id(), prepared.status());
       continue;
@@ -383,10 +523,11 @@ grpc::Status RackServiceImpl::SubmitBatch(
       ++batch->active;
       batch->meter.Issued(rack_.clock->Now());
     }
-    std::thread([this, batch, write, write_error, p = std::move(*prepared)]() mutable {
+    std::thread([this, context, batch, write, write_error, p = std::move(*prepared)]() mutable {
       v1::Completion completion;
       completion.set_request_id(p.id);
-      const absl::Status status = Run(p, [&completion](const v1::TokenChunk& chunk) {
+      const absl::Status status = Run(p, [&completion, context](const v1::TokenChunk& chunk) {
+        if (context->IsCancelled()) return false;
         completion.mutable_token_ids()->Add(chunk.token_ids().begin(), chunk.token_ids().end());
         if (chunk.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) {
           completion.set_finish_reason(chunk.finish_reason());
@@ -441,28 +582,94 @@ grpc::Status RackServiceImpl::Cancel(grpc::ServerContext* /*context*/,
   return grpc::Status::OK;
 }
 
+namespace {
+
+void Summarize(const LatencyHistogram& histogram, v1::LatencySummary* out) {
+  out->set_count(histogram.count());
+  out->set_mean_seconds(histogram.count() > 0 ? histogram.sum() / histogram.count() : 0);
+  out->set_p50_seconds(histogram.Quantile(0.5));
+  out->set_p90_seconds(histogram.Quantile(0.9));
+  out->set_p99_seconds(histogram.Quantile(0.99));
+}
+
+}  // namespace
+
 void RackServiceImpl::FillStats(v1::RackStats* stats) const {
   const absl::Time now = rack_.clock->Now();
   const ThroughputSnapshot snap = rack_.throughput->Snapshot(now);
   FillThroughput(snap.rack, stats->mutable_rack());
   stats->mutable_rack()->set_generated_tokens_total(snap.delivered_generated_total);
-  auto scopes = [](const std::vector<ScopeThroughput>& in,
-                   google::protobuf::RepeatedPtrField<v1::ScopeStats>* out) {
-    for (const ScopeThroughput& scope : in) {
-      v1::ScopeStats* s = out->Add();
-      s->set_name(scope.name);
-      FillThroughput(scope, s->mutable_throughput());
-    }
+  // VMs and replicas in topology order, each with its load and state, reported or not yet.
+  auto throughput_of = [](const std::vector<ScopeThroughput>& scopes, const std::string& name,
+                          v1::Throughput* out) {
+    auto it = std::find_if(scopes.begin(), scopes.end(),
+                           [&](const ScopeThroughput& scope) { return scope.name == name; });
+    FillThroughput(it != scopes.end() ? *it : NothingReported(name), out);
   };
-  scopes(snap.vms, stats->mutable_vms());
-  scopes(snap.devices, stats->mutable_devices());
-  scopes(snap.replicas, stats->mutable_replicas());
+  for (const VmSpec& vm : rack_.topology->vms()) {
+    v1::ScopeStats* s = stats->add_vms();
+    s->set_name(vm.name);
+    throughput_of(snap.vms, vm.name, s->mutable_throughput());
+    FillLoad(rack_.registry->VmLoad(vm.name), s);
+    std::string address;
+    s->set_state(StateName(rack_.registry->VmState(vm.name, &address)));
+  }
+  for (const ReplicaStatus& replica : rack_.registry->Replicas()) {
+    v1::ScopeStats* s = stats->add_replicas();
+    s->set_name(replica.id);
+    throughput_of(snap.replicas, replica.id, s->mutable_throughput());
+    FillLoad(replica.load, s);
+    s->set_state(ReplicaStateName(replica));
+  }
+  for (const ScopeThroughput& device : snap.devices) {
+    v1::ScopeStats* s = stats->add_devices();
+    s->set_name(device.name);
+    FillThroughput(device, s->mutable_throughput());
+  }
   stats->set_worker_generated_tokens_total(snap.worker_generated_tokens_total);
+  v1::Audit* audit = stats->mutable_audit();
+  audit->set_delivered_tokens(snap.audit.delivered);
+  audit->set_worker_reported_tokens(snap.audit.reported);
+  audit->set_received_tokens(snap.audit.received);
+  audit->set_discarded_tokens(snap.audit.discarded);
+  audit->set_unreported_tokens(snap.audit.unreported);
+  audit->set_exact(snap.audit.exact);
+  if (rack_.latency != nullptr) {
+    Summarize(rack_.latency->Ttft(), stats->mutable_ttft());
+    Summarize(rack_.latency->Tpot(), stats->mutable_tpot());
+  }
   stats->set_requests_queued(rack_.dispatcher->queued());
   stats->set_uptime_seconds(absl::ToDoubleSeconds(now - started_));
   absl::MutexLock lock(&mutex_);
   stats->set_requests_in_flight(static_cast<int64_t>(in_flight_.size()));
   stats->set_requests_completed(completed_);
+}
+
+void RackServiceImpl::FillTopology(v1::Topology* out) const {
+  const Topology& topology = *rack_.topology;
+  out->set_model(topology.model());
+  for (const VmSpec& vm : topology.vms()) {
+    v1::Vm* v = out->add_vms();
+    v->set_name(vm.name);
+    std::string address;
+    v->set_state(StateName(rack_.registry->VmState(vm.name, &address)));
+    v->set_address(address);
+    for (int d = 0; d < vm.devices; ++d) v->add_devices()->set_index(d);
+  }
+  const std::vector<ReplicaStatus> status = rack_.registry->Replicas();
+  for (size_t i = 0; i < topology.replicas().size(); ++i) {
+    const ReplicaSpec& spec = topology.replicas()[i];
+    v1::Replica* r = out->add_replicas();
+    r->set_id(spec.id);
+    r->set_tp(spec.tp);
+    r->set_pp(spec.pp);
+    for (const RankSpec& rank : spec.ranks) {
+      v1::RankPlacement* p = r->add_ranks();
+      p->set_vm(rank.vm);
+      p->set_device(rank.device);
+    }
+    r->set_state(ReplicaStateName(status[i]));
+  }
 }
 
 grpc::Status RackServiceImpl::GetStats(grpc::ServerContext* /*context*/,
@@ -498,33 +705,23 @@ grpc::Status RackServiceImpl::WatchStats(grpc::ServerContext* context,
 grpc::Status RackServiceImpl::GetTopology(grpc::ServerContext* /*context*/,
                                           const v1::TopologyRequest* /*request*/,
                                           v1::Topology* response) {
-  const Topology& topology = *rack_.topology;
-  response->set_model(topology.model());
-  for (const VmSpec& vm : topology.vms()) {
-    v1::Vm* out = response->add_vms();
-    out->set_name(vm.name);
-    std::string address;
-    const WorkerState state = rack_.registry->VmState(vm.name, &address);
-    out->set_address(address);
-    out->set_state(state == WorkerState::kReady      ? "ready"
-                   : state == WorkerState::kDraining ? "draining"
-                                                     : "dead");
-    for (int d = 0; d < vm.devices; ++d) out->add_devices()->set_index(d);
+  FillTopology(response);
+  return grpc::Status::OK;
+}
+
+grpc::Status RackServiceImpl::DrainVm(grpc::ServerContext* /*context*/,
+                                      const v1::DrainVmRequest* request,
+                                      v1::DrainVmResponse* response) {
+  if (request->vm().empty()) {
+    return wire::ToGrpcStatus(absl::InvalidArgumentError("vm: empty"));
   }
-  const std::vector<ReplicaStatus> status = rack_.registry->Replicas();
-  for (size_t i = 0; i < topology.replicas().size(); ++i) {
-    const ReplicaSpec& spec = topology.replicas()[i];
-    v1::Replica* out = response->add_replicas();
-    out->set_id(spec.id);
-    out->set_tp(spec.tp);
-    out->set_pp(spec.pp);
-    for (const RankSpec& rank : spec.ranks) {
-      v1::RankPlacement* p = out->add_ranks();
-      p->set_vm(rank.vm);
-      p->set_device(rank.device);
-    }
-    out->set_state(status[i].live ? "ready" : "down");
-  }
+  const absl::Status status = request->resume() ? rack_.registry->Resume(request->vm())
+                                                : rack_.registry->Drain(request->vm());
+  if (!status.ok()) return wire::ToGrpcStatus(status);
+  rack_.dispatcher->Wake();  // resumed replicas take waiting requests
+  response->set_requests_left(RequestsOnVm(request->vm()));
+  std::string address;
+  response->set_state(StateName(rack_.registry->VmState(request->vm(), &address)));
   return grpc::Status::OK;
 }
 

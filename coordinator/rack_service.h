@@ -2,17 +2,26 @@
 //
 // Generate validates a request (every field, each error INVALID_ARGUMENT naming it), admits and
 // routes it (Dispatcher), submits it to the replica's leader worker (WorkerService.Submit) and
-// streams its tokens back. Failover: when the worker dies (heartbeat timeout, its heartbeat stream
-// ends, or the Submit stream breaks with UNAVAILABLE) the request is re-submitted to another
-// replica with resume_token_ids = the tokens delivered so far, and chunks are de-duplicated by
-// index (TokenLedger): the client sees every token once. SubmitBatch runs a stream of requests
-// the same way and streams each Completion as it finishes; its trailing metadata carries the
-// job's MLPerf offline figure ("batch-tokens-per-second": generated tokens / time from first
-// issue to last completion) and "batch-generated-tokens". Overload is RESOURCE_EXHAUSTED with
-// "retry after <ms> ms" in the message and trailing metadata "retry-after-ms".
+// streams its tokens back. Failover: when a worker of the request's replica dies (heartbeat
+// timeout, its heartbeat stream ends, its channel's keepalive fails, or the Submit stream breaks
+// with UNAVAILABLE) the request is re-submitted to another replica with resume_token_ids = the
+// tokens delivered so far, and chunks are de-duplicated by index (TokenLedger): the client sees
+// every token once. Each attempt remembers the workers it was issued to, so news of an old
+// worker's death never touches a request running on its VM's newer worker. SubmitBatch runs a
+// stream of requests the same way and streams each Completion as it finishes; its trailing
+// metadata carries the job's MLPerf offline figure ("batch-tokens-per-second": generated tokens /
+// time from first issue to last completion) and "batch-generated-tokens". Overload is
+// RESOURCE_EXHAUSTED with "retry after <ms> ms" in the message and trailing metadata
+// "retry-after-ms". A client that goes away (a Generate call or the whole SubmitBatch stream is
+// cancelled or disconnects) cancels its requests, waiting or running, within ~100 ms.
 //
-// Owns a monitor thread that expires silent workers (Registry::ExpireDead) every 100 ms; stopped
-// by Shutdown() or the destructor. Thread-safe. Proto types stop here.
+// The audit (RackStats.audit): every generated token read from a worker is counted as received
+// from that worker; those not delivered to the client (duplicates after a failover, or after the
+// client went away) as discarded (RackThroughput).
+//
+// Owns a monitor thread that every 100 ms expires silent workers (Registry::ExpireDead), drops
+// what it kept for forgotten workers, and cancels requests whose client went away; stopped by
+// Shutdown() or the destructor. Thread-safe. Proto types stop here.
 #pragma once
 
 #include <atomic>
@@ -21,6 +30,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
@@ -47,11 +57,17 @@ class RackServiceImpl final : public v1::Rack::Service {
                                                                  RackContext rack);
   ~RackServiceImpl() override;
 
-  // Fails over every in-flight request on a replica with a rank on the dead worker's VM (unless
-  // the VM has since registered a new worker).
+  // Declares the worker dead and fails over every in-flight request whose current attempt runs
+  // a rank on it (also one between placement and submission). Requests on a newer worker of the
+  // same VM are not touched.
   void OnWorkerDead(const std::string& worker_id);
   // Stops the monitor thread and ends WatchStats streams. Idempotent.
   void Shutdown();
+
+  // The rack's statistics, as GetStats answers (the HTTP endpoint serves them too).
+  void FillStats(v1::RackStats* stats) const;
+  // The rack's topology with each VM's and replica's state, as GetTopology answers.
+  void FillTopology(v1::Topology* topology) const;
 
   grpc::Status Generate(grpc::ServerContext* context, const v1::GenerateRequest* request,
                         grpc::ServerWriter<v1::TokenChunk>* writer) override;
@@ -66,22 +82,36 @@ class RackServiceImpl final : public v1::Rack::Service {
                           grpc::ServerWriter<v1::RackStats>* writer) override;
   grpc::Status GetTopology(grpc::ServerContext* context, const v1::TopologyRequest* request,
                            v1::Topology* response) override;
+  // Drains a VM (no new requests are routed to replicas with a rank on it; its worker is asked to
+  // drain) or, with resume, admits to it again. INVALID_ARGUMENT "vm: empty"; NOT_FOUND naming a
+  // VM not in the topology.
+  grpc::Status DrainVm(grpc::ServerContext* context, const v1::DrainVmRequest* request,
+                       v1::DrainVmResponse* response) override;
 
  private:
   struct InFlight;
   struct Prepared;
   // Where a request's output goes (a Generate stream, a batch Completion); false: client gone.
   using ChunkSink = std::function<bool(const v1::TokenChunk&)>;
+  // True once the request's client has gone (its call was cancelled or disconnected).
+  using ClientGone = std::function<bool()>;
 
   RackServiceImpl(RackServiceOptions options, RackContext rack,
                   std::unique_ptr<model::Tokenizer> tokenizer);
-  absl::StatusOr<Prepared> Prepare(const v1::GenerateRequest& request);
+  // Validates the request and tracks it as in flight. `client_gone` must stay callable until
+  // Untrack(id).
+  absl::StatusOr<Prepared> Prepare(const v1::GenerateRequest& request, ClientGone client_gone);
   // Runs one admitted request to its end; emits its output through `sink`.
   absl::Status Run(Prepared& request, const ChunkSink& sink);
   void Untrack(const std::string& id);
   std::shared_ptr<grpc::Channel> ChannelTo(const std::string& address);
   double CompletionsPerSecond() const;
-  void FillStats(v1::RackStats* stats) const;
+  // Requests whose current attempt runs on a replica with a rank on `vm`.
+  int64_t RequestsOnVm(const std::string& vm) const;
+  // Cancels the requests whose client went away.
+  void CancelAbandoned();
+  // Drops what the service and the throughput audit keep for workers the registry forgot.
+  void DropForgottenWorkers();
   void Monitor();
 
   const RackServiceOptions options_;

@@ -1,5 +1,6 @@
 #include "coordinator/registry.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -35,6 +36,12 @@ absl::StatusOr<std::string> Registry::Register(const WorkerInfo& info) {
     return absl::AlreadyExistsError(
         absl::StrCat("vm: VM \"", info.vm, "\" already has a live worker"));
   }
+  // The VM's earlier workers are all dead: the new one supersedes them.
+  std::vector<std::string> superseded;
+  for (const auto& [id, worker] : workers_) {
+    if (worker.info.vm == info.vm) superseded.push_back(id);
+  }
+  for (const std::string& id : superseded) ForgetLocked(id);
   std::string id = absl::StrCat(info.vm, "#", next_worker_++);
   Worker worker;
   worker.info = info;
@@ -57,40 +64,71 @@ absl::Status Registry::Heartbeat(const std::string& worker_id,
         absl::StrCat("worker_id: worker \"", worker_id, "\" was declared dead; register again"));
   }
   worker.last_heartbeat = clock_->Now();
-  for (const ReplicaReport& report : reports) {
-    worker.credit[report.replica_id] = report.free_token_credit;
-  }
+  for (const ReplicaReport& report : reports) worker.reports[report.replica_id] = report;
   return absl::OkStatus();
+}
+
+void Registry::KillLocked(Worker& worker) {
+  if (worker.state == WorkerState::kDead) return;
+  worker.state = WorkerState::kDead;
+  worker.died = clock_->Now();
+}
+
+void Registry::ForgetLocked(const std::string& worker_id) {
+  auto it = workers_.find(worker_id);
+  if (it == workers_.end()) return;
+  forgotten_.push_back({worker_id, it->second.info.address});
+  auto latest = vm_worker_.find(it->second.info.vm);
+  if (latest != vm_worker_.end() && latest->second == worker_id) vm_worker_.erase(latest);
+  workers_.erase(it);
 }
 
 std::vector<std::string> Registry::ExpireDead() {
   const absl::Time now = clock_->Now();
-  std::vector<std::string> dead;
+  std::vector<std::string> dead, forget;
   absl::MutexLock lock(&mutex_);
   for (auto& [id, worker] : workers_) {
     if (worker.state != WorkerState::kDead && now - worker.last_heartbeat > heartbeat_timeout_) {
-      worker.state = WorkerState::kDead;
+      KillLocked(worker);
       dead.push_back(id);
+    } else if (worker.state == WorkerState::kDead && now - worker.died > kForgetDeadAfter) {
+      forget.push_back(id);
     }
   }
+  for (const std::string& id : forget) ForgetLocked(id);
   return dead;
 }
 
 void Registry::MarkDead(const std::string& worker_id) {
   absl::MutexLock lock(&mutex_);
   auto it = workers_.find(worker_id);
-  if (it != workers_.end()) it->second.state = WorkerState::kDead;
+  if (it != workers_.end()) KillLocked(it->second);
+}
+
+bool Registry::Alive(const std::string& worker_id) const {
+  absl::MutexLock lock(&mutex_);
+  auto it = workers_.find(worker_id);
+  return it != workers_.end() && it->second.state != WorkerState::kDead;
+}
+
+absl::Status Registry::SwitchState(const std::string& vm, WorkerState from, WorkerState to) {
+  if (topology_->FindVm(vm) == nullptr) {
+    return absl::NotFoundError(absl::StrCat("vm: \"", vm, "\" is not in the topology"));
+  }
+  absl::MutexLock lock(&mutex_);
+  auto it = vm_worker_.find(vm);
+  if (it == vm_worker_.end()) return absl::OkStatus();
+  Worker& worker = workers_.at(it->second);
+  if (worker.state == from) worker.state = to;
+  return absl::OkStatus();
 }
 
 absl::Status Registry::Drain(const std::string& vm) {
-  absl::MutexLock lock(&mutex_);
-  auto it = vm_worker_.find(vm);
-  if (it == vm_worker_.end()) {
-    return absl::NotFoundError(absl::StrCat("vm: no worker registered for \"", vm, "\""));
-  }
-  Worker& worker = workers_[it->second];
-  if (worker.state == WorkerState::kReady) worker.state = WorkerState::kDraining;
-  return absl::OkStatus();
+  return SwitchState(vm, WorkerState::kReady, WorkerState::kDraining);
+}
+
+absl::Status Registry::Resume(const std::string& vm) {
+  return SwitchState(vm, WorkerState::kDraining, WorkerState::kReady);
 }
 
 bool Registry::DrainRequested(const std::string& worker_id) const {
@@ -99,11 +137,20 @@ bool Registry::DrainRequested(const std::string& worker_id) const {
   return it != workers_.end() && it->second.state == WorkerState::kDraining;
 }
 
-const Registry::Worker* Registry::LiveWorkerOfLocked(const std::string& vm) const {
+std::vector<ForgottenWorker> Registry::TakeForgotten() {
+  absl::MutexLock lock(&mutex_);
+  return std::exchange(forgotten_, {});
+}
+
+const std::string* Registry::LiveWorkerIdOfLocked(const std::string& vm) const {
   auto it = vm_worker_.find(vm);
   if (it == vm_worker_.end()) return nullptr;
-  const Worker& worker = workers_.at(it->second);
-  return worker.state == WorkerState::kDead ? nullptr : &worker;
+  return workers_.at(it->second).state == WorkerState::kDead ? nullptr : &it->second;
+}
+
+const Registry::Worker* Registry::LiveWorkerOfLocked(const std::string& vm) const {
+  const std::string* id = LiveWorkerIdOfLocked(vm);
+  return id == nullptr ? nullptr : &workers_.at(*id);
 }
 
 std::vector<ReplicaStatus> Registry::Replicas() const {
@@ -113,19 +160,49 @@ std::vector<ReplicaStatus> Registry::Replicas() const {
     ReplicaStatus status;
     status.id = spec.id;
     status.leader_vm = spec.ranks.front().vm;
-    status.live = true;
+    bool any_dead = false, any_draining = false;
     for (const RankSpec& rank : spec.ranks) {
-      const Worker* worker = LiveWorkerOfLocked(rank.vm);
-      if (worker == nullptr || worker->state != WorkerState::kReady) status.live = false;
+      const std::string* id = LiveWorkerIdOfLocked(rank.vm);
+      if (id == nullptr) {
+        any_dead = true;
+        continue;
+      }
+      if (workers_.at(*id).state == WorkerState::kDraining) any_draining = true;
+      if (std::find(status.worker_ids.begin(), status.worker_ids.end(), *id) ==
+          status.worker_ids.end()) {
+        status.worker_ids.push_back(*id);
+      }
     }
-    if (const Worker* leader = LiveWorkerOfLocked(status.leader_vm); leader != nullptr) {
-      status.address = leader->info.address;
-      auto credit = leader->credit.find(spec.id);
-      if (credit != leader->credit.end()) status.free_token_credit = credit->second;
+    status.live = !any_dead && !any_draining;
+    status.draining = !any_dead && any_draining;
+    if (const std::string* leader_id = LiveWorkerIdOfLocked(status.leader_vm)) {
+      const Worker& leader = workers_.at(*leader_id);
+      status.leader_worker_id = *leader_id;
+      status.address = leader.info.address;
+      auto report = leader.reports.find(spec.id);
+      if (report != leader.reports.end()) {
+        status.free_token_credit = report->second.free_token_credit;
+        status.load = {report->second.running, report->second.waiting,
+                       report->second.kv_blocks_used, report->second.kv_blocks_total};
+      }
     }
     out.push_back(std::move(status));
   }
   return out;
+}
+
+LoadFigures Registry::VmLoad(const std::string& vm) const {
+  absl::MutexLock lock(&mutex_);
+  LoadFigures load;
+  const Worker* worker = LiveWorkerOfLocked(vm);
+  if (worker == nullptr) return load;
+  for (const auto& [replica_id, report] : worker->reports) {
+    load.running += report.running;
+    load.waiting += report.waiting;
+    load.kv_blocks_used += report.kv_blocks_used;
+    load.kv_blocks_total += report.kv_blocks_total;
+  }
+  return load;
 }
 
 std::optional<std::string> Registry::WorkerOf(const std::string& vm) const {

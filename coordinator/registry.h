@@ -3,8 +3,12 @@
 // A worker registers with its view of the rack (protocol version, VM, devices, model); a view that
 // differs from the topology is refused. A registered worker must heartbeat: one silent for longer
 // than `heartbeat_timeout` is declared dead by ExpireDead(), as is one whose stream broke
-// (MarkDead). A replica is live when every VM holding one of its ranks has a live worker.
+// (MarkDead). A replica is live when every VM holding one of its ranks has a ready worker.
 // The coordinator also asks workers to drain: a draining replica gets no new requests.
+//
+// Dead workers are forgotten (their entries removed) once a newer worker of their VM registered,
+// or kForgetDeadAfter after they died, so a coordinator whose workers restart does not grow; the
+// forgotten ones are handed out once by TakeForgotten() so their owners can drop state too.
 //
 // Thread-safe (one internal mutex). Keeps pointers to `topology` and `clock`, which must outlive
 // it.
@@ -43,18 +47,40 @@ struct ReplicaReport {
   int64_t generated_tokens = 0;
   int64_t prompt_tokens = 0;
   int64_t free_token_credit = 0;  // gauge: tokens of KV the replica can still admit
+  int64_t running = 0;            // gauge: sequences in the running batch
+  int64_t waiting = 0;            // gauge: sequences queued on the worker
+  int64_t kv_blocks_used = 0;     // gauge
+  int64_t kv_blocks_total = 0;    // gauge
 };
+
+// The load gauges of a replica or a VM from the last heartbeats (zero until one arrived).
+struct LoadFigures {
+  int64_t running = 0;
+  int64_t waiting = 0;
+  int64_t kv_blocks_used = 0;
+  int64_t kv_blocks_total = 0;
+};
+
+enum class WorkerState { kReady, kDraining, kDead };
 
 // A replica as the router sees it.
 struct ReplicaStatus {
   std::string id;
-  bool live = false;    // every VM of its ranks has a live worker, and none is draining
-  std::string address;  // the leader's worker address ("" until registered)
+  bool live = false;      // every VM of its ranks has a ready worker (none dead or draining)
+  bool draining = false;  // not live only because a VM of its ranks is draining
+  std::string address;    // the leader's worker address ("" until registered)
   std::string leader_vm;
+  std::string leader_worker_id;         // "" while the leader's VM has no live worker
+  std::vector<std::string> worker_ids;  // the live workers of its ranks' VMs, leader first
   int64_t free_token_credit = 0;
+  LoadFigures load;  // the leader's last report
 };
 
-enum class WorkerState { kReady, kDraining, kDead };
+// A worker the registry forgot (see TakeForgotten).
+struct ForgottenWorker {
+  std::string worker_id;
+  std::string address;
+};
 
 class Registry {
  public:
@@ -69,15 +95,26 @@ class Registry {
   // was already declared dead (it must register again).
   absl::Status Heartbeat(const std::string& worker_id, const std::vector<ReplicaReport>& reports);
 
-  // Declares dead every worker silent for longer than the timeout; returns their ids.
+  // Declares dead every worker silent for longer than the timeout; returns their ids. Also
+  // forgets workers dead for longer than kForgetDeadAfter.
   std::vector<std::string> ExpireDead();
   // Declares the worker dead now (its stream broke). No-op for an unknown or dead worker.
   void MarkDead(const std::string& worker_id);
-  // Stops routing to the worker's replicas. NOT_FOUND for an unknown VM.
+  // True while the worker is registered and not dead (ready or draining).
+  bool Alive(const std::string& worker_id) const;
+  // Drain: stops routing to the replicas with a rank on the VM; their worker is asked to drain.
+  // Resume undoes it. NOT_FOUND naming the VM when it is not in the topology; a no-op for a VM
+  // without a live worker (a dead worker stays dead).
   absl::Status Drain(const std::string& vm);
+  absl::Status Resume(const std::string& vm);
   bool DrainRequested(const std::string& worker_id) const;
+  // The workers forgotten since the last call.
+  std::vector<ForgottenWorker> TakeForgotten();
 
+  // Every replica of the topology, in topology order.
   std::vector<ReplicaStatus> Replicas() const;
+  // The VM's load: the sum over its worker's last reports (zero without a live worker).
+  LoadFigures VmLoad(const std::string& vm) const;
   // The worker id serving `vm`, or nullopt.
   std::optional<std::string> WorkerOf(const std::string& vm) const;
   // State and address of the VM's worker; kDead with "" when none registered.
@@ -86,15 +123,25 @@ class Registry {
   std::string VmOf(const std::string& worker_id) const;
   absl::Duration heartbeat_timeout() const { return heartbeat_timeout_; }
 
+  // How long a dead worker whose VM got no newer worker is remembered.
+  static constexpr absl::Duration kForgetDeadAfter = absl::Minutes(1);
+
  private:
   struct Worker {
     WorkerInfo info;
     WorkerState state = WorkerState::kReady;
     absl::Time last_heartbeat;
-    absl::flat_hash_map<std::string, int64_t> credit;  // replica id -> free_token_credit
+    absl::Time died;                                          // when state became kDead
+    absl::flat_hash_map<std::string, ReplicaReport> reports;  // replica id -> last report
   };
 
   const Worker* LiveWorkerOfLocked(const std::string& vm) const ABSL_SHARED_LOCKS_REQUIRED(mutex_);
+  const std::string* LiveWorkerIdOfLocked(const std::string& vm) const
+      ABSL_SHARED_LOCKS_REQUIRED(mutex_);
+  void KillLocked(Worker& worker) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  void ForgetLocked(const std::string& worker_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  // Moves the VM's live worker from state `from` to `to`; NOT_FOUND for a VM not in the topology.
+  absl::Status SwitchState(const std::string& vm, WorkerState from, WorkerState to);
 
   const Topology* topology_;
   const Clock* clock_;
@@ -102,6 +149,7 @@ class Registry {
   mutable absl::Mutex mutex_;
   absl::flat_hash_map<std::string, Worker> workers_ ABSL_GUARDED_BY(mutex_);         // by worker id
   absl::flat_hash_map<std::string, std::string> vm_worker_ ABSL_GUARDED_BY(mutex_);  // latest
+  std::vector<ForgottenWorker> forgotten_ ABSL_GUARDED_BY(mutex_);  // until TakeForgotten
   int64_t next_worker_ ABSL_GUARDED_BY(mutex_) = 0;
 };
 

@@ -1,5 +1,6 @@
 #include "coordinator/throughput.h"
 
+#include <algorithm>
 #include <cmath>
 #include <utility>
 
@@ -44,6 +45,41 @@ void RackThroughput::RecordDelivered(absl::Time at, int64_t generated_tokens) {
   delivered_ += generated_tokens;
 }
 
+void RackThroughput::RecordReceived(const std::string& source, int64_t generated_tokens) {
+  absl::MutexLock lock(&mutex_);
+  if (RetiredLocked(source)) {
+    retired_received_ += generated_tokens;
+    retired_unreported_ += generated_tokens;
+    return;
+  }
+  sources_[source].received += generated_tokens;
+}
+
+void RackThroughput::RecordDiscarded(int64_t generated_tokens) {
+  absl::MutexLock lock(&mutex_);
+  discarded_ += generated_tokens;
+}
+
+bool RackThroughput::RetiredLocked(const std::string& source) const {
+  return retired_.contains(source);
+}
+
+void RackThroughput::RetireSource(const std::string& source) {
+  absl::MutexLock lock(&mutex_);
+  auto it = sources_.find(source);
+  if (it != sources_.end()) {
+    retired_received_ += it->second.received;
+    retired_unreported_ += std::max<int64_t>(0, it->second.received - it->second.reported);
+    sources_.erase(it);
+  }
+  if (!retired_.insert(source).second) return;
+  retired_order_.push_back(source);
+  if (retired_order_.size() > kRememberRetired) {
+    retired_.erase(retired_order_.front());
+    retired_order_.pop_front();
+  }
+}
+
 void RackThroughput::RecordPrompt(absl::Time at, int64_t prompt_tokens) {
   absl::MutexLock lock(&mutex_);
   rack_.prompt.Add(at, static_cast<double>(prompt_tokens));
@@ -53,12 +89,15 @@ void RackThroughput::ReportCounters(absl::Time at, const std::string& source,
                                     const std::string& replica_id, int64_t generated_total,
                                     int64_t prompt_total) {
   absl::MutexLock lock(&mutex_);
-  auto& last = last_[{source, replica_id}];
+  if (RetiredLocked(source)) return;  // a late report of a forgotten worker
+  Source& counting = sources_[source];
+  auto& last = counting.last[replica_id];
   const int64_t generated =
       generated_total >= last.first ? generated_total - last.first : generated_total;
   const int64_t prompt = prompt_total >= last.second ? prompt_total - last.second : prompt_total;
   last = {generated_total, prompt_total};
   worker_generated_ += generated;
+  counting.reported += generated;
   auto placement = placements_.find(replica_id);
   if (placement == placements_.end()) return;  // counted in the audit, attributed nowhere
   const ReplicaPlacement& p = placement->second;
@@ -96,6 +135,17 @@ ThroughputSnapshot RackThroughput::Snapshot(absl::Time now) const {
   for (const auto& [name, meter] : replicas_) s.replicas.push_back(Describe(name, meter, now));
   s.delivered_generated_total = delivered_;
   s.worker_generated_tokens_total = worker_generated_;
+  AuditFigures& a = s.audit;
+  a.delivered = delivered_;
+  a.reported = worker_generated_;
+  a.discarded = discarded_;
+  a.received = retired_received_;
+  a.unreported = retired_unreported_;
+  for (const auto& [name, source] : sources_) {
+    a.received += source.received;
+    a.unreported += std::max<int64_t>(0, source.received - source.reported);
+  }
+  a.exact = a.delivered == a.received - a.discarded && a.received == a.reported + a.unreported;
   return s;
 }
 

@@ -60,20 +60,30 @@ class Reader {
   std::string source_;
 };
 
-absl::Status ParseDocument(const YAML::Node& root, const Reader& r, std::string* model,
-                           std::vector<VmSpec>* vms, std::vector<ReplicaSpec>* replicas);
+// What ParseDocument fills in.
+struct Parsed {
+  std::string model;
+  std::string layout_name;
+  std::vector<VmSpec> vms;
+  std::vector<ReplicaSpec> replicas;
+};
+
+absl::Status ParseDocument(const YAML::Node& root, const Reader& r,
+                           const TopologyOverrides& overrides, Parsed* out);
 
 }  // namespace
 
-absl::StatusOr<Topology> Topology::LoadFile(const std::string& path) {
+absl::StatusOr<Topology> Topology::LoadFile(const std::string& path,
+                                            const TopologyOverrides& overrides) {
   std::ifstream in(path);
   if (!in) return absl::NotFoundError(absl::StrCat("cannot read topology file ", path));
   std::stringstream text;
   text << in.rdbuf();
-  return Parse(text.str(), path);
+  return Parse(text.str(), path, overrides);
 }
 
-absl::StatusOr<Topology> Topology::Parse(std::string_view yaml_text, std::string_view source) {
+absl::StatusOr<Topology> Topology::Parse(std::string_view yaml_text, std::string_view source,
+                                         const TopologyOverrides& overrides) {
   YAML::Node root;
   try {
     root = YAML::Load(std::string(yaml_text));
@@ -83,8 +93,13 @@ absl::StatusOr<Topology> Topology::Parse(std::string_view yaml_text, std::string
   }
   Reader r(source);
   if (!root.IsMap()) return r.Error(root, "(top level)", "must be a mapping");
+  Parsed parsed;
+  RS_RETURN_IF_ERROR(ParseDocument(root, r, overrides, &parsed));
   Topology topology;
-  RS_RETURN_IF_ERROR(ParseDocument(root, r, &topology.model_, &topology.vms_, &topology.replicas_));
+  topology.model_ = std::move(parsed.model);
+  topology.layout_name_ = std::move(parsed.layout_name);
+  topology.vms_ = std::move(parsed.vms);
+  topology.replicas_ = std::move(parsed.replicas);
   return topology;
 }
 
@@ -134,17 +149,19 @@ absl::Status ParseVms(const YAML::Node& root, const Reader& r, std::vector<VmSpe
   return absl::OkStatus();
 }
 
-absl::Status ParseLayout(const YAML::Node& layout, const Reader& r, const std::vector<VmSpec>& vms,
-                         std::vector<ReplicaSpec>* replicas) {
-  RS_ASSIGN_OR_RETURN(int tp, r.Int(layout, "tp", "layout.", 1));
-  RS_ASSIGN_OR_RETURN(int pp, r.Int(layout, "pp", "layout.", 1));
+// A {tp, pp} mapping at `field` ("layout", "layouts.tp4"): replicas placed over all devices in
+// order.
+absl::Status ParseLayout(const YAML::Node& layout, const std::string& field, const Reader& r,
+                         const std::vector<VmSpec>& vms, std::vector<ReplicaSpec>* replicas) {
+  RS_ASSIGN_OR_RETURN(int tp, r.Int(layout, "tp", field + ".", 1));
+  RS_ASSIGN_OR_RETURN(int pp, r.Int(layout, "pp", field + ".", 1));
   std::vector<RankSpec> devices;
   for (const VmSpec& vm : vms) {
     for (int d = 0; d < vm.devices; ++d) devices.push_back({vm.name, d});
   }
   const size_t per_replica = static_cast<size_t>(tp) * pp;
   if (devices.size() % per_replica != 0) {
-    return r.Error(layout, "layout",
+    return r.Error(layout, field,
                    absl::StrCat("tp * pp = ", per_replica, " does not divide the rack's ",
                                 devices.size(), " devices"));
   }
@@ -207,23 +224,75 @@ absl::Status ParseReplicas(const YAML::Node& list, const Reader& r, const std::v
   return absl::OkStatus();
 }
 
-absl::Status ParseDocument(const YAML::Node& root, const Reader& r, std::string* model,
-                           std::vector<VmSpec>* vms, std::vector<ReplicaSpec>* replicas) {
-  RS_ASSIGN_OR_RETURN(*model, r.String(root, "model", ""));
-  RS_RETURN_IF_ERROR(ParseVms(root, r, vms));
+// The file's named layouts, each checked against the rack (a bad one is an error even when another
+// is chosen). Empty when the file has no `layouts`.
+absl::StatusOr<std::vector<std::pair<std::string, std::vector<ReplicaSpec>>>> ParseNamedLayouts(
+    const YAML::Node& root, const Reader& r, const std::vector<VmSpec>& vms) {
+  std::vector<std::pair<std::string, std::vector<ReplicaSpec>>> layouts;
+  const YAML::Node map = root["layouts"];
+  if (!map.IsDefined() || map.IsNull()) return layouts;
+  if (!map.IsMap() || map.size() == 0) {
+    return r.Error(map, "layouts", "must be a non-empty mapping of name: {tp, pp}");
+  }
+  for (const auto& entry : map) {
+    const std::string name = entry.first.Scalar();
+    if (name.empty()) return r.Error(entry.first, "layouts", "a layout name is empty");
+    std::vector<ReplicaSpec> replicas;
+    RS_RETURN_IF_ERROR(
+        ParseLayout(entry.second, absl::StrCat("layouts.", name), r, vms, &replicas));
+    layouts.emplace_back(name, std::move(replicas));
+  }
+  return layouts;
+}
+
+// Picks the named layout `name` (field: where the name came from, for messages).
+absl::Status ChooseNamedLayout(
+    const std::vector<std::pair<std::string, std::vector<ReplicaSpec>>>& layouts,
+    const std::string& name, const YAML::Node& at, const std::string& field, const Reader& r,
+    Parsed* out) {
+  std::string known;
+  for (const auto& [layout_name, replicas] : layouts) {
+    if (layout_name == name) {
+      out->layout_name = name;
+      out->replicas = replicas;
+      return absl::OkStatus();
+    }
+    absl::StrAppend(&known, known.empty() ? "" : ", ", layout_name);
+  }
+  if (layouts.empty()) {
+    return r.Error(at, field, absl::StrCat("no `layouts` in the file to find \"", name, "\" in"));
+  }
+  return r.Error(at, field, absl::StrCat("unknown layout \"", name, "\"; known: ", known));
+}
+
+absl::Status ParseDocument(const YAML::Node& root, const Reader& r,
+                           const TopologyOverrides& overrides, Parsed* out) {
+  if (overrides.model.empty()) {
+    RS_ASSIGN_OR_RETURN(out->model, r.String(root, "model", ""));
+  } else {
+    out->model = overrides.model;
+  }
+  RS_RETURN_IF_ERROR(ParseVms(root, r, &out->vms));
+  RS_ASSIGN_OR_RETURN(auto named, ParseNamedLayouts(root, r, out->vms));
   const YAML::Node layout = root["layout"];
   const YAML::Node explicit_replicas = root["replicas"];
   const bool has_layout = layout.IsDefined() && !layout.IsNull();
   const bool has_replicas = explicit_replicas.IsDefined() && !explicit_replicas.IsNull();
+  if (has_replicas && !overrides.layout.empty()) {
+    return r.Error(explicit_replicas, "replicas",
+                   absl::StrCat("layout \"", overrides.layout,
+                                "\" was asked for but the file lists explicit replicas"));
+  }
+  if (!overrides.layout.empty()) {
+    const YAML::Node at = named.empty() ? root : root["layouts"];
+    return ChooseNamedLayout(named, overrides.layout, at, "layouts", r, out);
+  }
   if (has_layout == has_replicas) {
     return r.Error(root, "layout/replicas", "give exactly one of layout and replicas");
   }
-  if (has_layout) {
-    RS_RETURN_IF_ERROR(ParseLayout(layout, r, *vms, replicas));
-  } else {
-    RS_RETURN_IF_ERROR(ParseReplicas(explicit_replicas, r, *vms, replicas));
-  }
-  return absl::OkStatus();
+  if (has_replicas) return ParseReplicas(explicit_replicas, r, out->vms, &out->replicas);
+  if (layout.IsScalar()) return ChooseNamedLayout(named, layout.Scalar(), layout, "layout", r, out);
+  return ParseLayout(layout, "layout", r, out->vms, &out->replicas);
 }
 
 }  // namespace

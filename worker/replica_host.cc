@@ -29,7 +29,6 @@ ReplicaHost::ReplicaHost(std::string replica_id, std::unique_ptr<engine::Engine>
   RS_CHECK(engine_ != nullptr);
   counters_.replica_id = replica_id_;
   counters_.kv_blocks_total = engine_->kv_config().num_blocks;
-  counters_.free_token_credit = engine_->kv_config().capacity_tokens();
   thread_ = std::thread([this] { StepLoop(); });
 }
 
@@ -49,7 +48,7 @@ ReplicaHost::~ReplicaHost() {
   thread_.join();
 }
 
-absl::Status ReplicaHost::Validate(const ReplicaRequest& r) const {
+absl::StatusOr<int64_t> ReplicaHost::Validate(const ReplicaRequest& r) const {
   const model::ModelConfig& config = engine_->config();
   if (r.request_id.empty()) return absl::InvalidArgumentError("request_id is empty");
   if (r.prompt.empty()) {
@@ -83,41 +82,65 @@ absl::Status ReplicaHost::Validate(const ReplicaRequest& r) const {
                      " tokens exceeds the KV cache of replica '", replica_id_, "' (",
                      kv.capacity_tokens(), " tokens)"));
   }
-  return absl::OkStatus();
+  return len + new_tokens;
 }
 
-absl::Status ReplicaHost::Submit(ReplicaRequest request, ChunkSink sink) {
+absl::StatusOr<SubmissionId> ReplicaHost::Submit(ReplicaRequest request, ChunkSink sink) {
   RS_CHECK(sink != nullptr);
-  RS_RETURN_IF_ERROR(Validate(request));
+  RS_ASSIGN_OR_RETURN(const int64_t reserved_tokens, Validate(request));
+  SubmissionId submission = 0;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    if (!failure_.ok()) {
+      return absl::UnavailableError(
+          absl::StrCat(failure_.message(), "; request '", request.request_id, "' not admitted"));
+    }
     if (draining_ || stop_) {
       return absl::UnavailableError(absl::StrCat("replica '", replica_id_,
                                                  "' is draining: request '", request.request_id,
                                                  "' not admitted"));
     }
-    if (!in_flight_.insert(request.request_id).second) {
+    submission = next_submission_;
+    if (!in_flight_.try_emplace(request.request_id, InFlight{submission, reserved_tokens}).second) {
       return absl::AlreadyExistsError(absl::StrCat("request_id '", request.request_id,
                                                    "' is already in flight on replica '",
                                                    replica_id_, "'"));
     }
-    queued_.push_back(Queued{std::move(request), std::move(sink)});
+    ++next_submission_;
+    reserved_tokens_ += reserved_tokens;
+    queued_.push_back(Queued{submission, std::move(request), std::move(sink)});
+  }
+  cv_.notify_all();
+  return submission;
+}
+
+absl::Status ReplicaHost::QueueCancel(std::string_view request_id,
+                                      std::optional<SubmissionId> submission) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = in_flight_.find(std::string(request_id));
+    if (it == in_flight_.end()) {
+      return absl::NotFoundError(absl::StrCat("request_id '", std::string(request_id),
+                                              "' is not in flight on replica '", replica_id_, "'"));
+    }
+    if (submission.has_value() && it->second.submission != *submission) {
+      return absl::NotFoundError(absl::StrCat("submission ", *submission, " of request_id '",
+                                              std::string(request_id), "' ended on replica '",
+                                              replica_id_, "' (submission ", it->second.submission,
+                                              " is in flight)"));
+    }
+    cancels_.push_back(it->second.submission);
   }
   cv_.notify_all();
   return absl::OkStatus();
 }
 
 absl::Status ReplicaHost::Cancel(std::string_view request_id) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!in_flight_.contains(std::string(request_id))) {
-      return absl::NotFoundError(absl::StrCat("request_id '", std::string(request_id),
-                                              "' is not in flight on replica '", replica_id_, "'"));
-    }
-    cancels_.emplace_back(request_id);
-  }
-  cv_.notify_all();
-  return absl::OkStatus();
+  return QueueCancel(request_id, std::nullopt);
+}
+
+absl::Status ReplicaHost::Cancel(std::string_view request_id, SubmissionId submission) {
+  return QueueCancel(request_id, submission);
 }
 
 void ReplicaHost::Drain() {
@@ -128,6 +151,11 @@ void ReplicaHost::Drain() {
 bool ReplicaHost::draining() const {
   std::lock_guard<std::mutex> lock(mu_);
   return draining_;
+}
+
+absl::Status ReplicaHost::failure() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return failure_;
 }
 
 bool ReplicaHost::WaitIdle(absl::Duration timeout) {
@@ -145,31 +173,49 @@ ReplicaCounters ReplicaHost::counters() const {
   std::lock_guard<std::mutex> lock(mu_);
   ReplicaCounters c = counters_;
   c.waiting = std::max<int64_t>(static_cast<int64_t>(in_flight_.size()) - c.running, 0);
+  const kv::KvCacheConfig& kv = engine_->kv_config();
+  if (failure_.ok() && !draining_ && !stop_) {
+    const int64_t free_tokens = (c.kv_blocks_total - c.kv_blocks_used) * kv.block_size;
+    c.free_token_credit =
+        std::max<int64_t>(std::min(free_tokens, kv.capacity_tokens() - reserved_tokens_), 0);
+  } else {
+    c.free_token_credit = 0;
+  }
   return c;
 }
 
 void ReplicaHost::StepLoop() {
-  bool engine_ok = true;
+  absl::Status failure;  // a copy of failure_ for the step thread
   while (true) {
     std::deque<Queued> queued;
-    std::vector<std::string> cancels;
+    std::vector<SubmissionId> cancels;
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [&] {
-        return stop_ || !queued_.empty() || !cancels_.empty() || (engine_ok && engine_->has_work());
+        return stop_ || !queued_.empty() || !cancels_.empty() ||
+               (failure.ok() && engine_->has_work());
       });
       if (stop_) break;
       queued.swap(queued_);
       cancels.swap(cancels_);
     }
-    if (!engine_ok) {
-      Reject(std::move(queued),
-             absl::UnavailableError(
-                 absl::StrCat("replica '", replica_id_, "' failed and serves no more requests")));
+    if (!failure.ok()) {  // requests queued while the engine was failing
+      Reject(std::move(queued), failure);
       continue;
     }
     Admit(std::move(queued), std::move(cancels));
-    if (engine_->has_work()) engine_ok = RunStep();
+    if (!engine_->has_work()) continue;
+    const absl::Status step = RunStep();
+    if (!step.ok()) {
+      failure = absl::UnavailableError(absl::StrCat(
+          "replica '", replica_id_, "' failed and serves no more requests: ", step.ToString()));
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        failure_ = failure;
+        counters_.running = 0;
+      }
+      FailAll(failure);
+    }
   }
   // Shutdown: queued requests never reached the engine; active ones are cut off.
   std::deque<Queued> queued;
@@ -194,12 +240,11 @@ void ReplicaHost::Reject(std::deque<Queued> queued, const absl::Status& status) 
   }
 }
 
-void ReplicaHost::Admit(std::deque<Queued> queued, std::vector<std::string> cancels) {
+void ReplicaHost::Admit(std::deque<Queued> queued, std::vector<SubmissionId> cancels) {
   for (Queued& q : queued) {
-    const engine::RequestId id = next_id_++;
     const int64_t resumed = static_cast<int64_t>(q.request.resume_tokens.size());
     engine::Request request;
-    request.id = id;
+    request.id = q.submission;
     request.prompt = q.request.prompt;
     request.prompt.insert(request.prompt.end(), q.request.resume_tokens.begin(),
                           q.request.resume_tokens.end());
@@ -218,27 +263,23 @@ void ReplicaHost::Admit(std::deque<Queued> queued, std::vector<std::string> canc
       std::lock_guard<std::mutex> lock(mu_);
       counters_.prompt_tokens += prompt_tokens;
     }
-    engine_ids_[q.request.request_id] = id;
-    active_[id] = Active{q.request.request_id, std::move(q.sink), prompt_tokens, resumed};
+    active_[q.submission] = Active{q.request.request_id, std::move(q.sink), prompt_tokens, resumed};
   }
-  for (const std::string& request_id : cancels) {
-    auto it = engine_ids_.find(request_id);
-    // Not found: the request ended (or was cancelled) since Cancel() was called. Its active_
-    // entry stays until the engine's final event.
-    if (it == engine_ids_.end()) continue;
-    const absl::Status cancelled = engine_->Cancel(it->second);
+  for (const SubmissionId submission : cancels) {
+    auto it = active_.find(submission);
+    // Not found or cancelled already: it ended (or was cancelled) since Cancel() was called. A
+    // cancelled entry stays until the engine's final event.
+    if (it == active_.end() || it->second.cancelled) continue;
+    const absl::Status cancelled = engine_->Cancel(submission);
     RS_CHECK(cancelled.ok());
-    engine_ids_.erase(it);
+    it->second.cancelled = true;
   }
 }
 
-bool ReplicaHost::RunStep() {
+absl::Status ReplicaHost::RunStep() {
   engine::StepStats stats;
   absl::StatusOr<std::vector<engine::TokenEvent>> events = engine_->Step(&stats);
-  if (!events.ok()) {
-    FailAll(events.status());
-    return false;
-  }
+  if (!events.ok()) return events.status();
   // One chunk per request: events of a request arrive in index order within a step.
   std::vector<engine::RequestId> order;
   absl::flat_hash_map<engine::RequestId, TokenChunk> chunks;
@@ -268,8 +309,6 @@ bool ReplicaHost::RunStep() {
     counters_.kv_blocks_used = stats.kv_blocks_used;
     counters_.kv_blocks_total = stats.kv_blocks_total;
     counters_.busy_seconds += stats.seconds;
-    counters_.free_token_credit =
-        (stats.kv_blocks_total - stats.kv_blocks_used) * engine_->kv_config().block_size;
   }
   for (const engine::RequestId id : order) {
     TokenChunk& chunk = chunks.at(id);
@@ -280,14 +319,13 @@ bool ReplicaHost::RunStep() {
       chunk.prompt_tokens = it->second.prompt_tokens;
       Active done = std::move(it->second);
       active_.erase(it);
-      engine_ids_.erase(done.request_id);  // when not cancelled already
       Finish(done.request_id);
       done.sink(chunk);
     } else {
       it->second.sink(chunk);
     }
   }
-  return true;
+  return absl::OkStatus();
 }
 
 void ReplicaHost::FailAll(const absl::Status& status) {
@@ -301,13 +339,15 @@ void ReplicaHost::FailAll(const absl::Status& status) {
     active.sink(chunk);
   }
   active_.clear();
-  engine_ids_.clear();
 }
 
 void ReplicaHost::Finish(const std::string& request_id) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    in_flight_.erase(request_id);
+    auto it = in_flight_.find(request_id);
+    RS_CHECK(it != in_flight_.end());
+    reserved_tokens_ -= it->second.reserved_tokens;
+    in_flight_.erase(it);
   }
   cv_.notify_all();
 }

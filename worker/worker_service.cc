@@ -33,6 +33,12 @@ v1::TokenChunk ToProto(const std::string& request_id, const TokenChunk& chunk) {
   return proto;
 }
 
+// A failure this worker reports itself (see wire::kWorkerAnsweredMetadata).
+grpc::Status AnsweredFailure(grpc::ServerContext* context, const absl::Status& status) {
+  context->AddTrailingMetadata(wire::kWorkerAnsweredMetadata, "1");
+  return wire::ToGrpcStatus(status);
+}
+
 }  // namespace
 
 grpc::Status WorkerServiceImpl::Submit(grpc::ServerContext* context,
@@ -51,14 +57,19 @@ grpc::Status WorkerServiceImpl::Submit(grpc::ServerContext* context,
   r.resume_tokens.assign(request->resume_token_ids().begin(), request->resume_token_ids().end());
 
   auto queue = std::make_shared<ChunkQueue>();
-  const absl::Status submitted = (*host)->Submit(std::move(r), [queue](const TokenChunk& chunk) {
-    {
-      std::lock_guard<std::mutex> lock(queue->mu);
-      queue->chunks.push_back(chunk);
-    }
-    queue->cv.notify_one();
-  });
-  if (!submitted.ok()) return wire::ToGrpcStatus(submitted);
+  const absl::StatusOr<SubmissionId> submission =
+      (*host)->Submit(std::move(r), [queue](const TokenChunk& chunk) {
+        {
+          std::lock_guard<std::mutex> lock(queue->mu);
+          queue->chunks.push_back(chunk);
+        }
+        queue->cv.notify_one();
+      });
+  if (!submission.ok()) return AnsweredFailure(context, submission.status());
+  // Cancels this submission only: the request may have ended here and been resubmitted with the
+  // same id (failover) before this handler notices its client went away. NOT_FOUND: it ended
+  // meanwhile; its final chunk is in the queue.
+  auto cancel = [&] { (*host)->Cancel(request->request_id(), *submission).IgnoreError(); };
 
   bool cancelled = false;
   while (true) {
@@ -69,15 +80,15 @@ grpc::Status WorkerServiceImpl::Submit(grpc::ServerContext* context,
         lock.unlock();
         if (!cancelled && context->IsCancelled()) {
           cancelled = true;
-          // NOT_FOUND: it finished meanwhile; its final chunk is in the queue.
-          (*host)->Cancel(request->request_id()).IgnoreError();
+          cancel();
         }
         continue;
       }
       chunk = std::move(queue->chunks.front());
       queue->chunks.pop_front();
     }
-    if (!chunk.status.ok()) return wire::ToGrpcStatus(chunk.status);
+    // UNAVAILABLE when the replica failed or shut down: the coordinator fails the request over.
+    if (!chunk.status.ok()) return AnsweredFailure(context, chunk.status);
     const bool last = chunk.finish != sampling::FinishReason::kNone;
     if (cancelled) {
       if (last) return grpc::Status(grpc::StatusCode::CANCELLED, "the client cancelled");
@@ -86,7 +97,7 @@ grpc::Status WorkerServiceImpl::Submit(grpc::ServerContext* context,
     if (!writer->Write(ToProto(request->request_id(), chunk))) {
       // The client is gone: end the request and wait for its final chunk.
       cancelled = true;
-      if (!last) (*host)->Cancel(request->request_id()).IgnoreError();
+      if (!last) cancel();
     }
     if (last) {
       return cancelled ? grpc::Status(grpc::StatusCode::CANCELLED, "the client went away")

@@ -2,8 +2,11 @@
 // the edge where rackserve.v1 requests become ReplicaRequests and chunks become TokenChunks.
 //
 // Submit streams the request's chunks as the replica produces them (sync API: the handler
-// thread blocks on a queue of chunks). A client that cancels or disconnects cancels the request
-// in the engine. Unknown replica_id: NOT_FOUND; invalid fields: INVALID_ARGUMENT naming them.
+// thread blocks on a queue of chunks). A client that cancels or disconnects cancels that submission
+// in the engine, never a later one of the same request_id; the Cancel RPC cancels the submission
+// of the id now in flight. A request that fails on its replica (engine failure, shutdown) ends its
+// stream with UNAVAILABLE, so the coordinator fails it over. Unknown replica_id: NOT_FOUND;
+// invalid fields: INVALID_ARGUMENT naming them.
 // Thread-safety: gRPC calls the handlers from many threads; the registry must outlive this.
 #pragma once
 

@@ -197,8 +197,21 @@ absl::Status DistributedModelRunner::Forward(std::span<const BatchChunk> chunks,
   if (shut_down_) return absl::FailedPreconditionError("the replica was shut down");
   RS_RETURN_IF_ERROR(executor_->Validate(chunks));
   std::vector<int64_t> words = EncodeBatch(chunks);
-  RS_RETURN_IF_ERROR(BroadcastWords(*world_, &words));
-  return RunRankStep(chunks, *executor_, *world_, logits, &stats_);
+  RS_RETURN_IF_ERROR(Record(BroadcastWords(*world_, &words)));
+  return Record(RunRankStep(chunks, *executor_, *world_, logits, &stats_));
+}
+
+absl::Status DistributedModelRunner::failure() const {
+  absl::MutexLock lock(&failure_mu_);
+  return failure_;
+}
+
+absl::Status DistributedModelRunner::Record(absl::Status status) {
+  if (!status.ok()) {
+    absl::MutexLock lock(&failure_mu_);
+    if (failure_.ok()) failure_ = status;
+  }
+  return status;
 }
 
 absl::Status DistributedModelRunner::Shutdown() {

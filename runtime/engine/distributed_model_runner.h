@@ -12,7 +12,16 @@
 // bubble: the share of a step a rank spends waiting rather than computing.
 //
 // Any communicator error (a dead rank, a timeout) is returned as is: the replica is then broken
-// and must be rebuilt.
+// and must be rebuilt; the runner remembers the first one (failure()), so its host can stop
+// advertising the replica.
+//
+// Idle replicas: a follower waits in the leader's next step broadcast for as long as its world
+// communicator allows. A replica that may idle (a served one, unlike a batch run) gives its
+// followers a world communicator without an operation timeout (comm::UcxOptions::timeout =
+// absl::InfiniteDuration()): an idle follower then waits for the next step indefinitely, yet still
+// fails at once when a peer dies (UNAVAILABLE) or when the leader, whose communicator keeps a
+// finite timeout, fails and tells its peers (a hung step is bounded by the leader's timeout). The
+// leader is in no communicator call between steps, so it needs no keep-alive.
 #pragma once
 
 #include <memory>
@@ -20,6 +29,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
 #include "runtime/comm/communicator.h"
 #include "runtime/engine/cpu_shard_executor.h"
 #include "runtime/engine/model_runner.h"
@@ -57,12 +67,19 @@ class DistributedModelRunner : public ModelRunner {
   // Tells the followers to return from RunFollower. Idempotent.
   absl::Status Shutdown();
   const PipelineStats& stats() const { return stats_; }
+  // OK until a step failed; then that step's error (the replica is broken). Any thread.
+  absl::Status failure() const;
 
  private:
+  // Records the first failed step's status; returns `status`.
+  absl::Status Record(absl::Status status);
+
   comm::Communicator* world_;
   std::unique_ptr<CpuShardExecutor> executor_;
   PipelineStats stats_;
   bool shut_down_ = false;
+  mutable absl::Mutex failure_mu_;
+  absl::Status failure_ ABSL_GUARDED_BY(failure_mu_);
 };
 
 }  // namespace rackserve::engine

@@ -106,6 +106,11 @@ absl::Status Engine::ValidateRequest(const Request& request) const {
   if (!s.ok()) {
     return absl::Status(s.code(), absl::StrCat("request ", request.id, ": ", s.message()));
   }
+  if (request.return_logits && runner_->ProducesTokens()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "request ", request.id, ": return_logits is not available on this backend (its runner ",
+        "produces tokens, not logits)"));
+  }
   if (request.step_offset < 0 || request.step_offset >= request.sampling.max_new_tokens) {
     return absl::InvalidArgumentError(absl::StrCat(
         "request ", request.id, ": step_offset = ", request.step_offset, " is outside [0, ",
@@ -144,6 +149,22 @@ absl::Status Engine::Cancel(RequestId id) {
   return absl::OkStatus();
 }
 
+absl::Status Engine::CheckRunnerTokens(std::span<const int32_t> tokens,
+                                       int64_t num_sampling) const {
+  if (static_cast<int64_t>(tokens.size()) != num_sampling) {
+    return absl::InternalError(absl::StrCat("model runner returned ", tokens.size(), " tokens for ",
+                                            num_sampling, " sampling chunks"));
+  }
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    if (tokens[i] < 0 || tokens[i] >= config().vocab_size) {
+      return absl::InternalError(absl::StrCat("model runner returned token ", tokens[i], " at row ",
+                                              i, ", outside the vocabulary [0, ",
+                                              config().vocab_size, ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 bool Engine::has_work() const { return scheduler_.has_work() || !pending_.empty(); }
 
 absl::StatusOr<std::vector<TokenEvent>> Engine::Step(StepStats* stats) {
@@ -157,6 +178,7 @@ absl::StatusOr<std::vector<TokenEvent>> Engine::Step(StepStats* stats) {
   if (!plan.empty()) {
     std::vector<BatchChunk> chunks;
     chunks.reserve(plan.chunks.size());
+    int64_t num_sampling = 0;
     for (const scheduler::ScheduledChunk& sc : plan.chunks) {
       const scheduler::Sequence& seq = *sc.seq;
       BatchChunk chunk;
@@ -165,15 +187,20 @@ absl::StatusOr<std::vector<TokenEvent>> Engine::Step(StepStats* stats) {
       chunk.block_table = seq.block_table;
       chunk.samples = sc.samples;
       chunks.push_back(chunk);
+      num_sampling += sc.samples ? 1 : 0;
       const bool decode = sc.count == 1 && sc.start >= seq.prompt_len;
       (decode ? local.decode_tokens : local.prefill_tokens) += sc.count;
     }
     local.num_sequences = static_cast<int64_t>(chunks.size());
+    const bool produces_tokens = runner_->ProducesTokens();
     std::vector<float> logits;
-    absl::Status run = runner_->Forward(chunks, &logits);
+    std::vector<int32_t> tokens;
+    absl::Status run = produces_tokens ? runner_->ForwardTokens(chunks, &tokens)
+                                       : runner_->Forward(chunks, &logits);
     if (!run.ok()) {
       return absl::InternalError(absl::StrCat("forward pass failed: ", run.ToString()));
     }
+    if (produces_tokens) RS_RETURN_IF_ERROR(CheckRunnerTokens(tokens, num_sampling));
     scheduler_.Commit(plan);
 
     const int64_t vocab = config().vocab_size;
@@ -181,16 +208,20 @@ absl::StatusOr<std::vector<TokenEvent>> Engine::Step(StepStats* stats) {
     for (const scheduler::ScheduledChunk& sc : plan.chunks) {
       if (!sc.samples) continue;
       const RequestId id = sc.seq->id;
-      const std::span<const float> row_logits(logits.data() + row * vocab, vocab);
-      ++row;
       const InFlight& state = requests_.at(id);
       const int64_t generated = static_cast<int64_t>(sc.seq->tokens.size()) - sc.seq->prompt_len;
       const int64_t index = state.step_offset + generated;
       TokenEvent event;
       event.id = id;
       event.index = index;
-      event.token = sampling::SampleToken(row_logits, state.sampling, index);
-      if (state.return_logits) event.logits.assign(row_logits.begin(), row_logits.end());
+      if (produces_tokens) {
+        event.token = tokens[row];
+      } else {
+        const std::span<const float> row_logits(logits.data() + row * vocab, vocab);
+        event.token = sampling::SampleToken(row_logits, state.sampling, index);
+        if (state.return_logits) event.logits.assign(row_logits.begin(), row_logits.end());
+      }
+      ++row;
       event.finish =
           sampling::CheckStop(event.token, index + 1, state.sampling, config().eos_token_ids);
       if (event.finish == sampling::FinishReason::kNone && generated + 1 >= state.max_new_tokens) {

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -105,7 +106,8 @@ class Engine {
 
   // Validates and queues a request. INVALID_ARGUMENT naming the field (empty prompt, token outside
   // the vocabulary, prompt not shorter than the context, bad sampling parameter, step_offset
-  // outside [0, max_new_tokens), a request that cannot fit in the KV cache even alone);
+  // outside [0, max_new_tokens), a request that cannot fit in the KV cache even alone,
+  // return_logits on a runner that produces tokens);
   // ALREADY_EXISTS for an id in flight. Nothing changes
   // on error.
   absl::Status Submit(Request request);
@@ -130,6 +132,8 @@ class Engine {
   Engine(std::unique_ptr<ModelRunner> runner, const kv::KvCacheConfig& kv,
          const EngineOptions& options, std::unique_ptr<base::ThreadPool> pool);
   absl::Status ValidateRequest(const Request& request) const;
+  // INTERNAL unless a token-producing runner returned one in-vocabulary token per sampling chunk.
+  absl::Status CheckRunnerTokens(std::span<const int32_t> tokens, int64_t num_sampling) const;
 
   std::unique_ptr<base::ThreadPool> pool_;  // before runner_: the runner may use it
   std::unique_ptr<ModelRunner> runner_;

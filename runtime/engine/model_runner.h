@@ -4,7 +4,9 @@
 // The engine plans a step on the CPU (which sequences, which positions, which KV blocks) and hands
 // the plan to a ModelRunner, which only computes: it writes the chunks' keys and values into its
 // paged KV cache and returns logits for the chunks that sample. Backends: CpuModelRunner (reference
-// and CPU fast path); the CUDA runner implements the same interface.
+// and CPU fast path); the CUDA runner implements the same interface. A runner may instead produce
+// the sampled token ids itself (ProducesTokens(): the simulated devices of runtime/sim), so that
+// no [S, vocab] logits are built; the engine then skips sampling but applies stop conditions.
 // A runner is used by one thread at a time (the engine's step loop).
 #pragma once
 
@@ -36,6 +38,18 @@ class ModelRunner {
   // chunk with samples == true, in chunk order. INVALID_ARGUMENT for a malformed batch (a token
   // outside the vocabulary, a block id outside the cache, too few blocks).
   virtual absl::Status Forward(std::span<const BatchChunk> chunks, std::vector<float>* logits) = 0;
+
+  // True for a runner that picks the tokens itself: the engine calls ForwardTokens instead of
+  // Forward, ignores the requests' sampling parameters (stop ids, EOS and max_new_tokens still
+  // apply) and refuses requests that ask for logits.
+  virtual bool ProducesTokens() const { return false; }
+
+  // For a runner with ProducesTokens(): as Forward, but on success `tokens` holds one token id in
+  // [0, vocab) per chunk with samples == true, in chunk order. UNIMPLEMENTED otherwise.
+  virtual absl::Status ForwardTokens(std::span<const BatchChunk> /*chunks*/,
+                                     std::vector<int32_t>* /*tokens*/) {
+    return absl::UnimplementedError("this model runner returns logits, not tokens (use Forward)");
+  }
 };
 
 }  // namespace rackserve::engine

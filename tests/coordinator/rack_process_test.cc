@@ -2,15 +2,11 @@
 // serving a tiny generated model, driven by a gRPC client. A batch goes through and the audit
 // holds (tokens delivered == the workers' counts); then a worker is killed (SIGKILL) mid-batch and
 // every request still completes with the same greedy output as the undisturbed run.
-#include <fcntl.h>
-#include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <string>
 #include <thread>
 #include <vector>
@@ -23,60 +19,12 @@
 #include "gtest/gtest.h"
 #include "rackserve/v1/rack.grpc.pb.h"
 #include "runtime/model/model_generator.h"
+#include "tests/coordinator/child_process.h"
 
 namespace rackserve::coordinator {
 namespace {
 
 constexpr absl::Duration kWait = absl::Seconds(40);
-
-// A child process with stdout and stderr in a log file; SIGKILLed when this goes away.
-class Child {
- public:
-  Child(const std::vector<std::string>& argv, std::string log) : log_(std::move(log)) {
-    std::vector<char*> args;
-    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    const int fd = open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) return;
-    pid_ = fork();
-    if (pid_ == 0) {  // only async-signal-safe calls until exec
-      if (dup2(fd, 1) < 0 || dup2(fd, 2) < 0) _exit(126);
-      execv(args[0], args.data());
-      _exit(127);
-    }
-    close(fd);
-  }
-  ~Child() { Kill(); }
-  void Kill() {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-      pid_ = -1;
-    }
-  }
-  std::string Log() const {
-    std::ifstream in(log_);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  }
-  // The HOST:PORT after "listening on " in the log, or "" when not there within kWait.
-  std::string WaitListening() const {
-    const absl::Time deadline = absl::Now() + kWait;
-    while (absl::Now() < deadline) {
-      const std::string log = Log();
-      const size_t at = log.find("listening on ");
-      if (at != std::string::npos && log.find('\n', at) != std::string::npos) {
-        const size_t start = at + 13;
-        return log.substr(start, log.find('\n', at) - start);
-      }
-      absl::SleepFor(absl::Milliseconds(20));
-    }
-    return "";
-  }
-
- private:
-  std::string log_;
-  pid_t pid_ = -1;
-};
 
 v1::GenerateRequest Request(int i, int64_t max_new) {
   v1::GenerateRequest r;

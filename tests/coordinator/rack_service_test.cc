@@ -2,9 +2,13 @@
 // servers in this process that register, heartbeat, and generate deterministic tokens.
 #include "coordinator/rack_service.h"
 
+#include <algorithm>
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
+#include <optional>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -13,6 +17,7 @@
 #include "absl/synchronization/mutex.h"
 #include "coordinator/coordinator_service.h"
 #include "gmock/gmock.h"
+#include "grpc/grpc.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "grpcpp/security/server_credentials.h"
@@ -39,6 +44,9 @@ class FakeWorker final : public v1::WorkerService::Service {
   FakeWorker(std::string vm, std::string coordinator) : vm_(std::move(vm)) {
     grpc::ServerBuilder builder;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+    // Accept the coordinator's keepalive pings (every second, also on idle connections).
+    builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 500);
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
     builder.RegisterService(this);
     server_ = builder.BuildAndStart();
     stub_ = v1::CoordinatorService::NewStub(
@@ -81,10 +89,20 @@ class FakeWorker final : public v1::WorkerService::Service {
     }
     const int64_t max_new = request->sampling().max_new_tokens();
     int64_t sent_here = 0;
-    for (int64_t i = request->resume_token_ids_size(); i < max_new; ++i) {
+    ++active_;
+    struct Leave {
+      std::atomic<int64_t>& active;
+      ~Leave() { --active; }
+    } leave{active_};
+    const int64_t start = std::max<int64_t>(0, request->resume_token_ids_size() - overlap_);
+    for (int64_t i = start; i < max_new; ++i) {
       if (context->IsCancelled()) return grpc::Status::CANCELLED;
       if (break_after_ >= 0 && sent_here == break_after_) {
         break_after_ = -1;  // once
+        if (answer_failure_) {  // the worker itself ends the call: its replica failed
+          context->AddTrailingMetadata(wire::kWorkerAnsweredMetadata, "1");
+          return grpc::Status(grpc::StatusCode::UNAVAILABLE, "fake replica failed");
+        }
         return grpc::Status(grpc::StatusCode::UNAVAILABLE, "fake worker broke its stream");
       }
       absl::SleepFor(absl::Milliseconds(token_delay_ms_.load()));
@@ -101,10 +119,15 @@ class FakeWorker final : public v1::WorkerService::Service {
   }
 
   std::atomic<int64_t> break_after_{-1};  // tokens before the stream breaks (once); -1 never
+  std::atomic<bool> answer_failure_{false};  // break_after_ ends the call as a failed replica
   std::atomic<int64_t> token_delay_ms_{0};
   std::atomic<bool> silent_{false};  // keeps the heartbeat stream open but sends nothing
   std::atomic<int64_t> generated_{0};
   std::atomic<int64_t> credit_{100000};
+  std::atomic<int64_t> overlap_{0};       // tokens before the resume point sent again (failover)
+  std::atomic<int64_t> active_{0};        // Submit calls running
+  std::atomic<bool> drain_acked_{false};  // the last HeartbeatAck asked to drain
+  const std::string& worker_id() const { return worker_id_; }
   std::vector<int64_t> ResumeSizes() {
     absl::MutexLock lock(&mutex_);
     return resume_sizes_;
@@ -126,9 +149,14 @@ class FakeWorker final : public v1::WorkerService::Service {
         c->set_replica_id(id);
         c->set_generated_tokens(generated_);
         c->set_free_token_credit(credit_);
+        c->set_running(active_);
+        c->set_waiting(1);
+        c->set_kv_blocks_used(5);
+        c->set_kv_blocks_total(64);
       }
       v1::HeartbeatAck ack;
       if (!stream->Write(beat) || !stream->Read(&ack)) break;
+      drain_acked_ = ack.drain();
       absl::SleepFor(absl::Milliseconds(50));
     }
     context.TryCancel();
@@ -151,7 +179,8 @@ class RackServiceTest : public ::testing::Test {
  protected:
   void SetUp() override { Start(/*queue_limit=*/64); }
 
-  void Start(int64_t queue_limit) {
+  void Start(int64_t queue_limit, int64_t max_batch_requests = 100000,
+             std::unique_ptr<RoutingPolicy> policy = std::make_unique<LeastOutstandingPolicy>()) {
     auto topology = Topology::Parse(
         "model: /models/fake\nvms: [{name: vm0, devices: 1}, {name: vm1, devices: 1}]\n"
         "layout: {tp: 1, pp: 1}\n",
@@ -159,8 +188,7 @@ class RackServiceTest : public ::testing::Test {
     ASSERT_TRUE(topology.ok()) << topology.status();
     topology_ = std::make_unique<Topology>(*topology);
     registry_ = std::make_unique<Registry>(topology_.get(), &RealClock(), absl::Seconds(1));
-    dispatcher_ = std::make_unique<Dispatcher>(
-        registry_.get(), std::make_unique<LeastOutstandingPolicy>(), queue_limit);
+    dispatcher_ = std::make_unique<Dispatcher>(registry_.get(), std::move(policy), queue_limit);
     throughput_ = std::make_unique<RackThroughput>(PlacementsOf(*topology_));
     const RackContext rack{topology_.get(), registry_.get(), dispatcher_.get(), throughput_.get(),
                            &RealClock()};
@@ -168,6 +196,7 @@ class RackServiceTest : public ::testing::Test {
     options.vocab_size = kVocab;
     options.max_context = 512;
     options.dispatch_timeout = absl::Seconds(5);
+    options.max_batch_requests = max_batch_requests;
     auto service = RackServiceImpl::Create(options, rack);
     ASSERT_TRUE(service.ok()) << service.status();
     rack_service_ = std::move(*service);
@@ -218,6 +247,34 @@ class RackServiceTest : public ::testing::Test {
       out.trailers[std::string(key.data(), key.size())] = std::string(value.data(), value.size());
     }
     return out;
+  }
+
+  v1::RackStats Stats() {
+    grpc::ClientContext context;
+    v1::RackStats stats;
+    EXPECT_TRUE(client_->GetStats(&context, v1::StatsRequest(), &stats).ok());
+    return stats;
+  }
+
+  // Polls `done` every 10 ms for at most `timeout`; its last answer.
+  static bool Eventually(const std::function<bool()>& done,
+                         absl::Duration timeout = absl::Seconds(3)) {
+    const absl::Time deadline = absl::Now() + timeout;
+    while (!done()) {
+      if (absl::Now() > deadline) return false;
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    return true;
+  }
+
+  // Waits until the workers' reports caught up with what the coordinator received.
+  v1::RackStats CaughtUpStats() {
+    v1::RackStats stats;
+    Eventually([&] {
+      stats = Stats();
+      return stats.audit().unreported_tokens() == 0;
+    });
+    return stats;
   }
 
   static v1::GenerateRequest Request(std::string id, std::vector<int32_t> prompt, int64_t max_new) {
@@ -282,6 +339,10 @@ TEST_F(RackServiceTest, BadInputIsInvalidArgumentNamingTheField) {
   v1::GenerateRequest text;
   text.set_prompt_text("hello");
   cases.push_back({text, "prompt_text"});
+  cases.push_back({Request("x", {-3}, 4), "prompt_token_ids[0]"});
+  v1::GenerateRequest stop = Request("x", {1}, 4);
+  stop.mutable_sampling()->add_stop_token_ids(kVocab + 5);
+  cases.push_back({stop, "sampling.stop_token_ids"});
   for (const Case& c : cases) {
     const Output out = Generate(c.request);
     EXPECT_EQ(out.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << c.field;
@@ -289,8 +350,19 @@ TEST_F(RackServiceTest, BadInputIsInvalidArgumentNamingTheField) {
   }
 }
 
+TEST_F(RackServiceTest, DuplicateRequestIdIsInvalidArgument) {
+  for (auto& w : workers_) w->token_delay_ms_ = 20;
+  std::thread first([this] { ExpectComplete(Generate(Request("dup", {1}, 20)), {1}, 20); });
+  ASSERT_TRUE(Eventually([this] { return Stats().requests_in_flight() == 1; }));
+  const Output second = Generate(Request("dup", {2}, 4));
+  first.join();
+  EXPECT_EQ(second.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(second.status.error_message(), HasSubstr("request_id: \"dup\""));
+}
+
 TEST_F(RackServiceTest, BrokenStreamFailsOverWithResumeTokens) {
   workers_[0]->break_after_ = 3;  // r0 (vm0) is first in order: it runs the request first
+  workers_[1]->overlap_ = 2;      // and vm1 resends two tokens the client already has
   const std::vector<int32_t> prompt = {4, 5, 6, 7};
   const Output out = Generate(Request("f", prompt, 12));
   ExpectComplete(out, prompt, 12);
@@ -300,6 +372,24 @@ TEST_F(RackServiceTest, BrokenStreamFailsOverWithResumeTokens) {
     resumes.insert(resumes.end(), sizes.begin(), sizes.end());
   }
   EXPECT_THAT(resumes, ::testing::UnorderedElementsAre(0, 3));
+  // The audit: 3 tokens from vm0, then 12 - 3 + 2 resent ones from vm1, 2 of them discarded.
+  const v1::RackStats stats = Stats();
+  EXPECT_EQ(stats.audit().delivered_tokens(), 12);
+  EXPECT_EQ(stats.audit().received_tokens(), 14);
+  EXPECT_EQ(stats.audit().discarded_tokens(), 2);
+  EXPECT_TRUE(stats.audit().exact());
+  EXPECT_EQ(stats.audit().received_tokens(),
+            stats.audit().worker_reported_tokens() + stats.audit().unreported_tokens());
+}
+
+TEST_F(RackServiceTest, FailedReplicaFailsOverWithoutKillingItsLiveWorker) {
+  workers_[0]->break_after_ = 3;  // vm0's replica fails after 3 tokens and says so itself
+  workers_[0]->answer_failure_ = true;
+  const std::vector<int32_t> prompt = {4, 5, 6, 7};
+  const Output out = Generate(Request("answered", prompt, 12));
+  ExpectComplete(out, prompt, 12);
+  EXPECT_TRUE(registry_->Alive(workers_[0]->worker_id()));  // the worker answered: not dead
+  EXPECT_EQ(workers_[1]->ResumeSizes(), std::vector<int64_t>{3});
 }
 
 TEST_F(RackServiceTest, SilentWorkerIsDeclaredDeadAndItsRequestMoves) {
@@ -320,6 +410,13 @@ TEST_F(RackServiceTest, SilentWorkerIsDeclaredDeadAndItsRequestMoves) {
   int64_t submits = 0;
   for (auto& w : workers_) submits += static_cast<int64_t>(w->ResumeSizes().size());
   EXPECT_EQ(submits, 2);
+  // The silent worker's tokens sent after its last heartbeat are never reported: the audit
+  // names them and still adds up.
+  const v1::RackStats stats = Stats();
+  EXPECT_EQ(stats.audit().delivered_tokens(), 40);
+  EXPECT_EQ(stats.audit().discarded_tokens(), 0);
+  EXPECT_GT(stats.audit().unreported_tokens(), 0);
+  EXPECT_TRUE(stats.audit().exact());
 }
 
 TEST_F(RackServiceTest, CancelEndsTheStreamWithCancelled) {
@@ -397,6 +494,12 @@ TEST_F(RackServiceTest, SubmitBatchCompletesEveryRequestAndTheAuditAddsUp) {
   }
   EXPECT_EQ(stats.rack().generated_tokens_total(), tokens);
   EXPECT_EQ(stats.worker_generated_tokens_total(), tokens);
+  EXPECT_EQ(stats.audit().delivered_tokens(), tokens);
+  EXPECT_EQ(stats.audit().received_tokens(), tokens);
+  EXPECT_EQ(stats.audit().worker_reported_tokens(), tokens);
+  EXPECT_EQ(stats.audit().discarded_tokens(), 0);
+  EXPECT_EQ(stats.audit().unreported_tokens(), 0);
+  EXPECT_TRUE(stats.audit().exact());
   EXPECT_EQ(stats.requests_completed(), kRequests);
   EXPECT_EQ(stats.requests_in_flight(), 0);
   ASSERT_EQ(stats.rack().windows_size(), 3);
@@ -417,6 +520,231 @@ TEST_F(RackServiceTest, TopologyShowsWorkerStates) {
   EXPECT_EQ(topology.vms(1).state(), "dead");
   ASSERT_EQ(topology.replicas_size(), 2);
   EXPECT_EQ(topology.replicas(1).state(), "down");
+}
+
+TEST_F(RackServiceTest, StaleStreamOfADeadWorkerDoesNotKillItsSuccessor) {
+  FakeWorker& old_worker = *workers_[0];
+  old_worker.token_delay_ms_ = 40;
+  old_worker.break_after_ = 10;  // ~400 ms in: UNAVAILABLE after vm0 has a new worker
+  old_worker.silent_ = true;     // no heartbeat stream end, no timeout yet
+  const std::vector<int32_t> prompt = {3, 1};
+  Output out;
+  std::thread client([&] { out = Generate(Request("stale", prompt, 20)); });
+  ASSERT_TRUE(Eventually([&] { return !old_worker.ResumeSizes().empty(); }));
+  // The registry declared the old worker dead and vm0's restarted worker registered.
+  registry_->MarkDead(old_worker.worker_id());
+  workers_.push_back(std::make_unique<FakeWorker>("vm0", address_));
+  ASSERT_TRUE(workers_.back()->Register().ok());
+  const std::string successor = workers_.back()->worker_id();
+  client.join();
+  ExpectComplete(out, prompt, 20);
+  EXPECT_TRUE(registry_->Alive(successor));
+  EXPECT_EQ(registry_->WorkerOf("vm0"), successor);
+}
+
+TEST_F(RackServiceTest, StatsCarryLoadAndStateFromHeartbeats) {
+  for (auto& w : workers_) w->token_delay_ms_ = 30;
+  std::thread client([this] { ExpectComplete(Generate(Request("load", {1}, 20)), {1}, 20); });
+  v1::RackStats stats;
+  ASSERT_TRUE(Eventually([&] {
+    stats = Stats();
+    return stats.vms_size() == 2 && stats.vms(0).running() == 1;
+  }));
+  client.join();
+  ASSERT_EQ(stats.replicas_size(), 2);
+  EXPECT_EQ(stats.vms(0).name(), "vm0");
+  EXPECT_EQ(stats.vms(0).waiting(), 1);
+  EXPECT_EQ(stats.vms(0).kv_blocks_used(), 5);
+  EXPECT_EQ(stats.vms(0).kv_blocks_total(), 64);
+  EXPECT_EQ(stats.vms(0).state(), "ready");
+  EXPECT_EQ(stats.replicas(0).running(), 1);
+  EXPECT_EQ(stats.replicas(0).kv_blocks_total(), 64);
+  EXPECT_EQ(stats.replicas(0).state(), "ready");
+  EXPECT_EQ(stats.replicas(1).running(), 0);
+  ASSERT_EQ(stats.vms(1).throughput().windows_size(), 3);
+
+  workers_[1]->silent_ = true;
+  ASSERT_TRUE(Eventually([&] {
+    stats = Stats();
+    return stats.vms(1).state() == "dead";
+  }));
+  EXPECT_EQ(stats.replicas(1).state(), "down");
+  EXPECT_EQ(stats.vms(1).kv_blocks_total(), 0);  // no live worker: no load
+}
+
+TEST_F(RackServiceTest, ClientGoneWhileQueuedLeavesTheQueue) {
+  for (auto& w : workers_) w->credit_ = 0;
+  ASSERT_TRUE(Eventually([this] {
+    for (const ReplicaStatus& r : registry_->Replicas()) {
+      if (r.free_token_credit != 0) return false;
+    }
+    return true;
+  }));
+  grpc::ClientContext context;
+  std::unique_ptr<grpc::ClientReader<v1::TokenChunk>> reader =
+      client_->Generate(&context, Request("gone", {1}, 4));
+  ASSERT_TRUE(Eventually([this] { return dispatcher_->queued() == 1; }));
+  context.TryCancel();
+  EXPECT_TRUE(Eventually([this] { return dispatcher_->queued() == 0; }, absl::Seconds(1)));
+  EXPECT_TRUE(Eventually([this] { return Stats().requests_in_flight() == 0; }, absl::Seconds(1)));
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+}
+
+TEST_F(RackServiceTest, SubmitBatchClientGoneCancelsItsQueuedAndRunningRequests) {
+  for (auto& w : workers_) {
+    w->token_delay_ms_ = 50;
+    w->credit_ = 150;  // a request of 2 + 100 tokens runs, one of 2 + 300 waits
+  }
+  ASSERT_TRUE(Eventually([this] {
+    for (const ReplicaStatus& r : registry_->Replicas()) {
+      if (r.free_token_credit != 150) return false;
+    }
+    return true;
+  }));
+  grpc::ClientContext context;
+  auto stream = client_->SubmitBatch(&context);
+  ASSERT_TRUE(stream->Write(Request("run0", {1, 2}, 100)));
+  ASSERT_TRUE(stream->Write(Request("run1", {3, 4}, 100)));
+  // The batch's requests race to the dispatcher: the waiting ones come after the running ones.
+  ASSERT_TRUE(Eventually([this] { return workers_[0]->active_ + workers_[1]->active_ == 2; }));
+  ASSERT_TRUE(stream->Write(Request("wait0", {5, 6}, 300)));
+  ASSERT_TRUE(stream->Write(Request("wait1", {7, 8}, 300)));
+  ASSERT_TRUE(Eventually([this] { return dispatcher_->queued() == 2; }));
+  context.TryCancel();
+  EXPECT_TRUE(Eventually([this] {
+    const v1::RackStats stats = Stats();
+    return stats.requests_in_flight() == 0 && stats.requests_queued() == 0;
+  }));
+  EXPECT_TRUE(Eventually([this] { return workers_[0]->active_ + workers_[1]->active_ == 0; }));
+  EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::CANCELLED);
+}
+
+TEST_F(RackServiceTest, DrainVmStopsRoutingThereAndResumeUndoesIt) {
+  auto drain = [this](const std::string& vm, bool resume, v1::DrainVmResponse* response) {
+    grpc::ClientContext context;
+    v1::DrainVmRequest request;
+    request.set_vm(vm);
+    request.set_resume(resume);
+    return client_->DrainVm(&context, request, response);
+  };
+  v1::DrainVmResponse response;
+  grpc::Status status = drain("", false, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("vm: empty"));
+  status = drain("vm9", false, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_THAT(status.error_message(), HasSubstr("\"vm9\""));
+
+  // A request runs on vm0 (first in order); draining vm0 leaves it running there.
+  workers_[0]->token_delay_ms_ = 20;
+  std::thread running([this] { ExpectComplete(Generate(Request("d0", {1}, 30)), {1}, 30); });
+  ASSERT_TRUE(Eventually([this] { return workers_[0]->active_ == 1; }));
+  ASSERT_TRUE(drain("vm0", false, &response).ok());
+  EXPECT_EQ(response.requests_left(), 1);
+  EXPECT_EQ(response.state(), "draining");
+  EXPECT_TRUE(Eventually([this] { return workers_[0]->drain_acked_.load(); }));
+  grpc::ClientContext context;
+  v1::Topology topology;
+  ASSERT_TRUE(client_->GetTopology(&context, v1::TopologyRequest(), &topology).ok());
+  EXPECT_EQ(topology.vms(0).state(), "draining");
+  EXPECT_EQ(topology.replicas(0).state(), "draining");
+  // New requests go to vm1 only.
+  ExpectComplete(Generate(Request("d1", {2}, 4)), {2}, 4);
+  EXPECT_EQ(workers_[0]->ResumeSizes().size(), 1u);
+  EXPECT_EQ(workers_[1]->ResumeSizes().size(), 1u);
+  running.join();
+
+  ASSERT_TRUE(drain("vm0", true, &response).ok());
+  EXPECT_EQ(response.requests_left(), 0);
+  EXPECT_EQ(response.state(), "ready");
+  EXPECT_TRUE(Eventually([this] { return !workers_[0]->drain_acked_.load(); }));
+  ExpectComplete(Generate(Request("d2", {3}, 4)), {3}, 4);
+  EXPECT_EQ(workers_[0]->ResumeSizes().size(), 2u);  // vm0 takes work again
+}
+
+// Routes like LeastOutstandingPolicy; once armed, the worker of the first replica it picks dies
+// right then, before the request's attempt is published (the registry learns of it, the flight
+// scan of OnWorkerDead cannot see the attempt yet).
+class DeathAtPlacementPolicy : public RoutingPolicy {
+ public:
+  explicit DeathAtPlacementPolicy(std::function<void(const std::string&)> kill)
+      : kill_(std::move(kill)) {}
+  std::optional<std::string> Pick(const std::vector<RouteCandidate>& candidates,
+                                  std::span<const int32_t> prompt, int64_t cost) override {
+    std::optional<std::string> picked = inner_.Pick(candidates, prompt, cost);
+    if (picked.has_value() && armed_.exchange(false)) kill_(*picked);
+    return picked;
+  }
+  std::atomic<bool> armed_{false};
+
+ private:
+  LeastOutstandingPolicy inner_;
+  std::function<void(const std::string&)> kill_;
+};
+
+class DeathAtPlacementTest : public RackServiceTest {
+ protected:
+  void SetUp() override {
+    auto policy = std::make_unique<DeathAtPlacementPolicy>([this](const std::string& replica) {
+      for (const ReplicaStatus& r : registry_->Replicas()) {
+        if (r.id == replica) registry_->MarkDead(r.leader_worker_id);
+      }
+    });
+    policy_ = policy.get();
+    Start(/*queue_limit=*/64, /*max_batch_requests=*/100000, std::move(policy));
+  }
+  DeathAtPlacementPolicy* policy_ = nullptr;
+};
+
+TEST_F(DeathAtPlacementTest, WorkerDeadBeforeSubmissionStillFailsOver) {
+  policy_->armed_ = true;
+  const std::vector<int32_t> prompt = {8, 8};
+  ExpectComplete(Generate(Request("early", prompt, 6)), prompt, 6);
+  EXPECT_FALSE(policy_->armed_);
+  // vm0's replica was picked and its worker died at once: vm1 ran the whole request.
+  EXPECT_THAT(workers_[1]->ResumeSizes(), ::testing::ElementsAre(0));
+  EXPECT_FALSE(registry_->Alive(workers_[0]->worker_id()));
+}
+
+class SmallBatchTest : public RackServiceTest {
+ protected:
+  void SetUp() override { Start(/*queue_limit=*/64, /*max_batch_requests=*/2); }
+};
+
+TEST_F(SmallBatchTest, OversizedBatchIsInvalidArgumentNamingBatch) {
+  grpc::ClientContext context;
+  auto stream = client_->SubmitBatch(&context);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(stream->Write(Request(absl::StrCat("o", i), {1}, 2)));
+  stream->WritesDone();
+  v1::Completion completion;
+  std::map<std::string, v1::Completion> by_id;
+  while (stream->Read(&completion)) by_id[completion.request_id()] = completion;
+  ASSERT_TRUE(stream->Finish().ok());
+  ASSERT_EQ(by_id.size(), 3u);
+  EXPECT_EQ(by_id["o0"].error_code(), 0);
+  EXPECT_EQ(by_id["o1"].error_code(), 0);
+  EXPECT_EQ(by_id["o2"].error_code(), static_cast<int>(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(by_id["o2"].error_message(), HasSubstr("batch:"));
+}
+
+class NoQueueTest : public RackServiceTest {
+ protected:
+  void SetUp() override { Start(/*queue_limit=*/0); }
+};
+
+TEST_F(NoQueueTest, QueueLimitZeroPlacesWhatFitsAndRefusesTheRest) {
+  ExpectComplete(Generate(Request("fits", {1}, 4)), {1}, 4);
+  for (auto& w : workers_) w->credit_ = 3;  // less than any request costs
+  ASSERT_TRUE(Eventually([this] {
+    for (const ReplicaStatus& r : registry_->Replicas()) {
+      if (r.free_token_credit != 3) return false;
+    }
+    return true;
+  }));
+  const Output refused = Generate(Request("refused", {1}, 4));
+  EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(refused.status.error_message(), HasSubstr("retry after"));
+  EXPECT_EQ(refused.trailers.count("retry-after-ms"), 1u);
 }
 
 class OverloadTest : public RackServiceTest {

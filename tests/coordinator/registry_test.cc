@@ -1,6 +1,7 @@
 #include "coordinator/registry.h"
 
 #include <string>
+#include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -84,7 +85,111 @@ TEST(RegistryTest, BrokenStreamAndDrainTakeReplicasOutOfRouting) {
   ASSERT_TRUE(registry.Drain("vm1").ok());
   EXPECT_TRUE(registry.DrainRequested(*w1));
   EXPECT_FALSE(registry.Replicas()[3].live);
-  EXPECT_EQ(registry.Drain("vm5").code(), absl::StatusCode::kNotFound);
+  const absl::Status unknown = registry.Drain("vm5");
+  EXPECT_EQ(unknown.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(unknown.message()), HasSubstr("\"vm5\""));
+  EXPECT_EQ(registry.Resume("vm5").code(), absl::StatusCode::kNotFound);
+}
+
+TEST(RegistryTest, DrainMarksReplicasDrainingAndResumeUndoesIt) {
+  const Topology topology = TwoVms();
+  FakeClock clock;
+  Registry registry(&topology, &clock, absl::Seconds(3));
+  auto w0 = registry.Register(Info("vm0"));
+  auto w1 = registry.Register(Info("vm1"));
+  ASSERT_TRUE(w0.ok() && w1.ok());
+  ASSERT_TRUE(registry.Drain("vm1").ok());
+  std::string address;
+  EXPECT_EQ(registry.VmState("vm1", &address), WorkerState::kDraining);
+  EXPECT_TRUE(registry.Replicas()[2].draining);
+  EXPECT_FALSE(registry.Replicas()[2].live);
+  EXPECT_TRUE(registry.Alive(*w1));  // a draining worker still serves what it runs
+  ASSERT_TRUE(registry.Resume("vm1").ok());
+  EXPECT_EQ(registry.VmState("vm1", &address), WorkerState::kReady);
+  EXPECT_TRUE(registry.Replicas()[2].live);
+  EXPECT_FALSE(registry.DrainRequested(*w1));
+  // A dead worker stays dead.
+  registry.MarkDead(*w0);
+  ASSERT_TRUE(registry.Drain("vm0").ok());
+  ASSERT_TRUE(registry.Resume("vm0").ok());
+  EXPECT_EQ(registry.VmState("vm0", &address), WorkerState::kDead);
+  EXPECT_FALSE(registry.Replicas()[0].draining);
+}
+
+TEST(RegistryTest, ReplicasNameTheirWorkersAndCarryTheLeadersLoad) {
+  const Topology topology = TwoVms();
+  FakeClock clock;
+  Registry registry(&topology, &clock, absl::Seconds(3));
+  auto w0 = registry.Register(Info("vm0"));
+  ASSERT_TRUE(w0.ok());
+  ReplicaReport r0{"r0", 0, 0, 900};
+  r0.running = 3;
+  r0.waiting = 2;
+  r0.kv_blocks_used = 10;
+  r0.kv_blocks_total = 100;
+  ReplicaReport r1{"r1", 0, 0, 800};
+  r1.running = 1;
+  r1.kv_blocks_used = 4;
+  r1.kv_blocks_total = 100;
+  ASSERT_TRUE(registry.Heartbeat(*w0, {r0, r1}).ok());
+  const std::vector<ReplicaStatus> replicas = registry.Replicas();
+  EXPECT_EQ(replicas[0].leader_worker_id, *w0);
+  EXPECT_EQ(replicas[0].worker_ids, std::vector<std::string>{*w0});
+  EXPECT_EQ(replicas[0].load.running, 3);
+  EXPECT_EQ(replicas[0].load.waiting, 2);
+  EXPECT_EQ(replicas[0].load.kv_blocks_used, 10);
+  EXPECT_EQ(replicas[0].free_token_credit, 900);
+  EXPECT_EQ(replicas[2].leader_worker_id, "");  // vm1 has no worker
+  EXPECT_TRUE(replicas[2].worker_ids.empty());
+  const LoadFigures vm0 = registry.VmLoad("vm0");
+  EXPECT_EQ(vm0.running, 4);
+  EXPECT_EQ(vm0.waiting, 2);
+  EXPECT_EQ(vm0.kv_blocks_used, 14);
+  EXPECT_EQ(vm0.kv_blocks_total, 200);
+  EXPECT_EQ(registry.VmLoad("vm1").kv_blocks_total, 0);
+}
+
+TEST(RegistryTest, DeadWorkersAreForgottenOnceSupersededOrAfterABoundedTime) {
+  const Topology topology = TwoVms();
+  FakeClock clock;
+  Registry registry(&topology, &clock, absl::Seconds(3));
+  auto first = registry.Register(Info("vm0"));
+  auto other = registry.Register(Info("vm1"));
+  ASSERT_TRUE(first.ok() && other.ok());
+  EXPECT_TRUE(registry.TakeForgotten().empty());
+  // vm0 restarts many times: only its latest worker is kept.
+  std::string latest = *first;
+  for (int i = 0; i < 5; ++i) {
+    registry.MarkDead(latest);
+    EXPECT_FALSE(registry.Alive(latest));
+    auto next = registry.Register(Info("vm0"));
+    ASSERT_TRUE(next.ok());
+    const std::vector<ForgottenWorker> forgotten = registry.TakeForgotten();
+    ASSERT_EQ(forgotten.size(), 1u);
+    EXPECT_EQ(forgotten[0].worker_id, latest);
+    EXPECT_EQ(forgotten[0].address, "127.0.0.1:1");
+    EXPECT_EQ(registry.VmOf(latest), "");
+    EXPECT_EQ(registry.Heartbeat(latest, {}).code(), absl::StatusCode::kNotFound);
+    latest = *next;
+  }
+  EXPECT_TRUE(registry.Alive(latest));
+  // vm1's worker dies and no successor comes: forgotten kForgetDeadAfter later.
+  registry.MarkDead(*other);
+  clock.Advance(Registry::kForgetDeadAfter - absl::Seconds(1));
+  ASSERT_TRUE(registry.Heartbeat(latest, {}).ok());
+  registry.ExpireDead();
+  EXPECT_TRUE(registry.TakeForgotten().empty());
+  clock.Advance(absl::Seconds(2));
+  ASSERT_TRUE(registry.Heartbeat(latest, {}).ok());
+  EXPECT_TRUE(registry.ExpireDead().empty());
+  const std::vector<ForgottenWorker> forgotten = registry.TakeForgotten();
+  ASSERT_EQ(forgotten.size(), 1u);
+  EXPECT_EQ(forgotten[0].worker_id, *other);
+  std::string address = "x";
+  EXPECT_EQ(registry.VmState("vm1", &address), WorkerState::kDead);
+  EXPECT_EQ(address, "");
+  EXPECT_EQ(registry.WorkerOf("vm1"), std::nullopt);
+  EXPECT_TRUE(registry.Register(Info("vm1")).ok());
 }
 
 }  // namespace

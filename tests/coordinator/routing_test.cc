@@ -1,8 +1,12 @@
-// Router policy and admission queue.
+// Router policy, admission queue, and the dispatcher that combines them with the registry.
+#include <atomic>
+#include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "coordinator/admission.h"
+#include "coordinator/dispatcher.h"
 #include "coordinator/router.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -58,6 +62,114 @@ TEST(AdmissionTest, BoundedQueueRejectsWithRetryAfter) {
   EXPECT_TRUE(queue.IsHead(*t2));
   EXPECT_TRUE(queue.Enqueue(absl::Seconds(1)).ok());
   EXPECT_EQ(queue.size(), 2);
+}
+
+TEST(AdmissionTest, LimitZeroRefusesEveryWaiter) {
+  AdmissionQueue queue(0);
+  auto t = queue.Enqueue(absl::Milliseconds(300));
+  EXPECT_EQ(t.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(t.status().message()), HasSubstr("admission queue is off (limit 0)"));
+  EXPECT_EQ(RetryAfterMillisFromMessage(std::string(t.status().message())), 300);
+}
+
+// Two VMs of one device each: r0 on vm0, r1 on vm1.
+class DispatcherTest : public ::testing::Test {
+ protected:
+  DispatcherTest()
+      : topology_(
+            *Topology::Parse("model: /m\nvms: [{name: vm0, devices: 1}, {name: vm1, devices: 1}]\n"
+                             "layout: {tp: 1, pp: 1}\n",
+                             "rack.yaml")),
+        registry_(&topology_, &clock_, absl::Seconds(3)) {}
+
+  std::string Join(const std::string& vm, int64_t credit) {
+    auto id = registry_.Register({kProtocolVersion, vm, vm + ":1", 1, "/m", 0});
+    EXPECT_TRUE(id.ok()) << id.status();
+    Report(*id, vm == "vm0" ? "r0" : "r1", credit);
+    return *id;
+  }
+  void Report(const std::string& worker_id, const std::string& replica, int64_t credit) {
+    ASSERT_TRUE(registry_.Heartbeat(worker_id, {{replica, 0, 0, credit}}).ok());
+  }
+
+  static bool Never() { return false; }
+  const std::vector<int32_t> prompt_ = {1, 2, 3};
+  FakeClock clock_;
+  Topology topology_;
+  Registry registry_;
+};
+
+TEST_F(DispatcherTest, PlacesAtOnceAndTheLeaseNamesItsWorkers) {
+  const std::string w0 = Join("vm0", 100);
+  Dispatcher dispatcher(&registry_, std::make_unique<LeastOutstandingPolicy>(), /*queue_limit=*/0);
+  auto lease = dispatcher.Acquire(prompt_, 60, Never, absl::Seconds(1), 0);
+  ASSERT_TRUE(lease.ok()) << lease.status();
+  EXPECT_EQ(lease->replica_id, "r0");
+  EXPECT_EQ(lease->address, "vm0:1");
+  EXPECT_EQ(lease->leader_worker_id, w0);
+  EXPECT_EQ(lease->worker_ids, std::vector<std::string>{w0});
+  EXPECT_EQ(dispatcher.outstanding_tokens("r0"), 60);
+  // 40 tokens of credit left: with no queue, a request of 60 is refused at once.
+  auto refused = dispatcher.Acquire(prompt_, 60, Never, absl::Seconds(1), 0);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("retry after"));
+  EXPECT_EQ(dispatcher.queued(), 0);
+  // A heartbeat refreshes the credit.
+  dispatcher.OnCreditReport("r0");
+  EXPECT_TRUE(dispatcher.Acquire(prompt_, 60, Never, absl::Seconds(1), 0).ok());
+  dispatcher.Release(*lease, 60);
+  EXPECT_EQ(dispatcher.outstanding_tokens("r0"), 60);
+}
+
+TEST_F(DispatcherTest, WaitingRequestsAreServedInArrivalOrder) {
+  const std::string w0 = Join("vm0", 0);
+  Dispatcher dispatcher(&registry_, std::make_unique<LeastOutstandingPolicy>(), /*queue_limit=*/4);
+  std::atomic<int> order{0};
+  int first_place = -1, second_place = -1;
+  std::thread first([&] {
+    auto lease = dispatcher.Acquire(prompt_, 10, Never, absl::Seconds(10), 0);
+    EXPECT_TRUE(lease.ok()) << lease.status();
+    first_place = order++;
+  });
+  while (dispatcher.queued() < 1) absl::SleepFor(absl::Milliseconds(1));
+  std::thread second([&] {
+    auto lease = dispatcher.Acquire(prompt_, 5, Never, absl::Seconds(10), 0);
+    EXPECT_TRUE(lease.ok()) << lease.status();
+    second_place = order++;
+  });
+  while (dispatcher.queued() < 2) absl::SleepFor(absl::Milliseconds(1));
+  // Credit for 10: enough for either; the head (first) takes it, the second keeps waiting.
+  Report(w0, "r0", 10);
+  dispatcher.OnCreditReport("r0");
+  first.join();
+  absl::SleepFor(absl::Milliseconds(120));
+  EXPECT_EQ(dispatcher.queued(), 1);
+  dispatcher.OnCreditReport("r0");
+  second.join();
+  EXPECT_EQ(first_place, 0);
+  EXPECT_EQ(second_place, 1);
+  EXPECT_EQ(dispatcher.queued(), 0);
+}
+
+TEST_F(DispatcherTest, CancelledWaiterLeavesTheQueue) {
+  Join("vm0", 0);
+  Dispatcher dispatcher(&registry_, std::make_unique<LeastOutstandingPolicy>(), /*queue_limit=*/4);
+  std::atomic<bool> cancelled{false};
+  absl::Status status;
+  std::thread waiter([&] {
+    status = dispatcher
+                 .Acquire(
+                     prompt_, 10, [&] { return cancelled.load(); }, absl::Seconds(10), 0)
+                 .status();
+  });
+  while (dispatcher.queued() < 1) absl::SleepFor(absl::Milliseconds(1));
+  const absl::Time start = absl::Now();
+  cancelled = true;
+  dispatcher.Wake();
+  waiter.join();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(1));
+  EXPECT_EQ(status.code(), absl::StatusCode::kCancelled);
+  EXPECT_EQ(dispatcher.queued(), 0);
 }
 
 TEST(AdmissionTest, RetryAfterFollowsTheCompletionRate) {

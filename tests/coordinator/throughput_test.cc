@@ -76,6 +76,71 @@ TEST(RackThroughputTest, ScopesAndAuditAddUp) {
   EXPECT_EQ(s.worker_generated_tokens_total, s.delivered_generated_total);
 }
 
+TEST(RackThroughputTest, AuditWithoutFailuresIsExactOnceReportsCatchUp) {
+  FakeClock clock;
+  RackThroughput t({{"r0", "vm0", {"vm0/0"}}, {"r1", "vm1", {"vm1/0"}}});
+  std::mt19937 rng(11);
+  int64_t w0 = 0, w1 = 0;
+  for (int step = 0; step < 20; ++step) {
+    const int64_t a = rng() % 30, b = rng() % 30;
+    t.RecordReceived("vm0#0", a);
+    t.RecordReceived("vm1#1", b);
+    t.RecordDelivered(clock.Now(), a + b);
+    w0 += a;
+    w1 += b;
+    clock.Advance(absl::Milliseconds(100));
+  }
+  AuditFigures a = t.Snapshot(clock.Now()).audit;
+  EXPECT_EQ(a.unreported, w0 + w1);  // nothing reported yet
+  EXPECT_TRUE(a.exact);
+  t.ReportCounters(clock.Now(), "vm0#0", "r0", w0, 0);
+  t.ReportCounters(clock.Now(), "vm1#1", "r1", w1, 0);
+  a = t.Snapshot(clock.Now()).audit;
+  EXPECT_EQ(a.delivered, w0 + w1);
+  EXPECT_EQ(a.received, w0 + w1);
+  EXPECT_EQ(a.reported, w0 + w1);
+  EXPECT_EQ(a.discarded, 0);
+  EXPECT_EQ(a.unreported, 0);
+  EXPECT_TRUE(a.exact);
+}
+
+TEST(RackThroughputTest, AuditAcrossAFailoverCountsDiscardedAndUnreportedTokens) {
+  FakeClock clock;
+  RackThroughput t({{"r0", "vm0", {"vm0/0"}}, {"r1", "vm1", {"vm1/0"}}});
+  // vm0 sends 10 tokens, reports 6, dies; vm1 resumes, resending 2, and sends 8 more.
+  t.RecordReceived("vm0#0", 10);
+  t.RecordDelivered(clock.Now(), 10);
+  t.ReportCounters(clock.Now(), "vm0#0", "r0", 6, 4);
+  t.RecordReceived("vm1#1", 10);
+  t.RecordDiscarded(2);
+  t.RecordDelivered(clock.Now(), 8);
+  t.ReportCounters(clock.Now(), "vm1#1", "r1", 10, 4);
+  AuditFigures a = t.Snapshot(clock.Now()).audit;
+  EXPECT_EQ(a.delivered, 18);
+  EXPECT_EQ(a.received, 20);
+  EXPECT_EQ(a.discarded, 2);
+  EXPECT_EQ(a.reported, 16);
+  EXPECT_EQ(a.unreported, 4);
+  EXPECT_TRUE(a.exact);
+  // Retiring the dead worker keeps its figures; its late counters are ignored and a late
+  // receipt counts as unreported.
+  t.RetireSource("vm0#0");
+  EXPECT_EQ(t.Snapshot(clock.Now()).audit.unreported, 4);
+  t.ReportCounters(clock.Now(), "vm0#0", "r0", 10, 4);
+  t.RecordReceived("vm0#0", 1);
+  t.RecordDiscarded(1);
+  a = t.Snapshot(clock.Now()).audit;
+  EXPECT_EQ(a.reported, 16);
+  EXPECT_EQ(a.received, 21);
+  EXPECT_EQ(a.unreported, 5);
+  EXPECT_TRUE(a.exact);
+  // A worker that counted tokens the coordinator never received breaks the equation.
+  t.ReportCounters(clock.Now(), "vm1#1", "r1", 13, 4);
+  a = t.Snapshot(clock.Now()).audit;
+  EXPECT_EQ(a.unreported, 5);  // clamped at 0 for vm1
+  EXPECT_FALSE(a.exact);
+}
+
 TEST(BatchJobMeterTest, MlperfOfflineDefinition) {
   FakeClock clock;
   BatchJobMeter m;

@@ -199,14 +199,15 @@ TEST_F(TokenizerTest, LoadReportsMissingAndCorruptFiles) {
   const std::string corrupt = *root_ + "/corrupt.model";
   std::ofstream(corrupt) << "this is not a protobuf";
   t = Tokenizer::Load(corrupt);
-  EXPECT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(t.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_THAT(std::string(t.status().message()), HasSubstr(corrupt));
+  EXPECT_THAT(std::string(t.status().message()), HasSubstr("byte offset 0"));
 
   const std::string truncated = *root_ + "/truncated.model";
   const std::string bytes = ReadBytes(*root_ + "/a/tokenizer.model");
   std::ofstream(truncated, std::ios::binary) << bytes.substr(0, bytes.size() / 2);
   t = Tokenizer::Load(truncated);
-  EXPECT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(t.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_THAT(std::string(t.status().message()), HasSubstr(truncated));
 }
 

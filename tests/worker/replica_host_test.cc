@@ -1,15 +1,21 @@
 // ReplicaHost on the tiny model: streamed chunks equal the engine's own output, many concurrent
-// submitters, cancel, drain, resume after failover equal to the uninterrupted run, bad requests.
+// submitters, cancel (a late cancel never reaches a later submission of the same id), drain,
+// resume after failover equal to the uninterrupted run, an engine that fails, the counters and
+// credit the coordinator routes by, bad requests.
 #include "worker/replica_host.h"
 
+#include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <random>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/worker/failing_runner.h"
 #include "tests/worker/test_model.h"
 
 namespace rackserve::worker {
@@ -173,7 +179,8 @@ TEST(ReplicaHostTest, ManyConcurrentSubmittersGetTheirOwnTokens) {
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       for (int i = t * kPerThread; i < (t + 1) * kPerThread; ++i) {
-        const absl::Status s = host->Submit(requests[i], collector.Sink(requests[i].request_id));
+        const absl::Status s =
+            host->Submit(requests[i], collector.Sink(requests[i].request_id)).status();
         EXPECT_TRUE(s.ok()) << s;
       }
     });
@@ -224,7 +231,9 @@ TEST(ReplicaHostTest, DrainFinishesInFlightAndRefusesNewRequests) {
   }
   host->Drain();
   EXPECT_TRUE(host->draining());
-  const absl::Status refused = host->Submit(Request("late", {5, 6}, 4), collector.Sink("late"));
+  EXPECT_EQ(host->counters().free_token_credit, 0);
+  const absl::Status refused =
+      host->Submit(Request("late", {5, 6}, 4), collector.Sink("late")).status();
   EXPECT_EQ(refused.code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(std::string(refused.message()), HasSubstr("'r0' is draining"));
   ASSERT_TRUE(host->WaitIdle(kWait));
@@ -235,6 +244,202 @@ TEST(ReplicaHostTest, DrainFinishesInFlightAndRefusesNewRequests) {
     EXPECT_EQ(got.tokens.size(), 20u);
   }
   EXPECT_EQ(collector.Get("late").chunks, 0);
+}
+
+// The coordinator may resubmit a request_id as soon as its final chunk is out (failover): a cancel
+// of the earlier submission that arrives late must not end the new one.
+TEST(ReplicaHostTest, LateCancelNeverReachesALaterSubmissionOfTheSameId) {
+  auto host = LoadHost();
+  ASSERT_NE(host, nullptr);
+  std::mt19937_64 rng(6);
+  const std::vector<int32_t> prompt = RandomPrompt(rng, 6);
+  Collector first, second, third;
+  const absl::StatusOr<SubmissionId> a =
+      host->Submit(Request("same", prompt, 2), first.Sink("same"));
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE(first.WaitFinished(1));
+  const absl::StatusOr<SubmissionId> b =
+      host->Submit(Request("same", prompt, 40), second.Sink("same"));
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_NE(*a, *b);
+
+  const absl::Status late = host->Cancel("same", *a);
+  EXPECT_EQ(late.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(late.message()), HasSubstr(absl::StrCat("submission ", *a)));
+  EXPECT_THAT(std::string(late.message()), HasSubstr("'same'"));
+  ASSERT_TRUE(second.WaitFinished(1));
+  EXPECT_EQ(second.Get("same").finish, FinishReason::kMaxTokens);
+  EXPECT_EQ(second.Get("same").tokens.size(), 40u);
+
+  // The submission in flight is cancelled by its own id.
+  const absl::StatusOr<SubmissionId> c =
+      host->Submit(Request("same", prompt, 400), third.Sink("same"));
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_TRUE(third.WaitStarted("same"));
+  EXPECT_EQ(host->Cancel("same", *b).code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(host->Cancel("same", *c).ok());
+  ASSERT_TRUE(third.WaitFinished(1));
+  EXPECT_EQ(third.Get("same").finish, FinishReason::kCancelled);
+  EXPECT_EQ(host->Cancel("same", *c).code(), absl::StatusCode::kNotFound);
+}
+
+// The race itself: the final chunk's sink resubmits the id at once while another thread keeps
+// cancelling the submission it knows; only that submission may ever end cancelled.
+TEST(ReplicaHostTest, ConcurrentLateCancelsOnlyEndTheirOwnSubmission) {
+  auto host = LoadHost();
+  ASSERT_NE(host, nullptr);
+  constexpr int kRounds = 30;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<FinishReason> finishes;     // by round
+  std::vector<SubmissionId> submissions;  // by round
+  std::vector<bool> cancel_sent;          // by round: a cancel of that round's submission left
+  const ReplicaRequest request = Request("race", {7, 8, 9}, 6);
+  std::function<void(const TokenChunk&)> sink;
+  sink = [&](const TokenChunk& chunk) {
+    if (chunk.finish == FinishReason::kNone) return;
+    std::lock_guard<std::mutex> lock(mu);
+    finishes.push_back(chunk.finish);
+    if (static_cast<int>(finishes.size()) < kRounds) {
+      const absl::StatusOr<SubmissionId> next = host->Submit(request, sink);
+      EXPECT_TRUE(next.ok()) << next.status();
+      submissions.push_back(next.ok() ? *next : 0);
+      cancel_sent.push_back(false);
+    }
+    cv.notify_all();
+  };
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    const absl::StatusOr<SubmissionId> first = host->Submit(request, sink);
+    ASSERT_TRUE(first.ok()) << first.status();
+    submissions.push_back(*first);
+    cancel_sent.push_back(false);
+  }
+  // Cancels every round's submission once, late: after a random delay, often after it ended.
+  std::thread canceller([&] {
+    std::mt19937_64 rng(7);
+    for (int round = 0; round < kRounds; ++round) {
+      SubmissionId target = 0;
+      {
+        std::unique_lock<std::mutex> lock(mu);
+        if (!cv.wait_for(lock, absl::ToChronoNanoseconds(kWait),
+                         [&] { return static_cast<int>(submissions.size()) > round; })) {
+          return;
+        }
+        target = submissions[round];
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(rng() % 3000));
+      if (host->Cancel("race", target).ok()) {
+        std::lock_guard<std::mutex> lock(mu);
+        cancel_sent[round] = true;
+      }
+    }
+  });
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, absl::ToChronoNanoseconds(kWait),
+                            [&] { return static_cast<int>(finishes.size()) == kRounds; }));
+  }
+  canceller.join();
+  ASSERT_TRUE(host->WaitIdle(kWait));
+  std::lock_guard<std::mutex> lock(mu);
+  for (int round = 0; round < kRounds; ++round) {
+    if (!cancel_sent[round]) {
+      EXPECT_EQ(finishes[round], FinishReason::kMaxTokens) << "round " << round;
+    }
+  }
+}
+
+// An engine that fails ends its requests UNAVAILABLE (so the coordinator fails them over), then
+// advertises no credit and refuses new requests, naming the replica and the original failure.
+TEST(ReplicaHostTest, FailedEngineEndsItsRequestsUnavailableAndTakesNoMore) {
+  auto host = testing::LoadFailingHost("r0", testing::TinyModelDir(), /*fail_at=*/30, Options());
+  ASSERT_TRUE(host.ok()) << host.status();
+  std::mt19937_64 rng(8);
+  Collector collector;
+  for (const char* id : {"f1", "f2"}) {
+    ASSERT_TRUE((*host)->Submit(Request(id, RandomPrompt(rng, 9), 50), collector.Sink(id)).ok());
+  }
+  ASSERT_TRUE(collector.WaitFinished(2));
+  for (const char* id : {"f1", "f2"}) {
+    const Collector::Result got = collector.Get(id);
+    EXPECT_EQ(got.status.code(), absl::StatusCode::kUnavailable) << id << ": " << got.status;
+    EXPECT_THAT(std::string(got.status.message()), HasSubstr("replica 'r0'"));
+    EXPECT_THAT(std::string(got.status.message()), HasSubstr("injected failure"));
+    EXPECT_EQ(got.finish, FinishReason::kCancelled) << id;
+    EXPECT_LT(got.tokens.size(), 50u) << id;
+  }
+  EXPECT_FALSE(collector.Get("f1").tokens.empty());  // it ran before the failure
+
+  EXPECT_EQ((*host)->failure().code(), absl::StatusCode::kUnavailable);
+  ASSERT_TRUE((*host)->WaitIdle(kWait));
+  const ReplicaCounters c = (*host)->counters();
+  EXPECT_EQ(c.free_token_credit, 0);
+  EXPECT_EQ(c.running, 0);
+  EXPECT_EQ(c.waiting, 0);
+  const absl::Status refused =
+      (*host)->Submit(Request("late", {5, 6}, 4), collector.Sink("late")).status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(refused.message()), HasSubstr("replica 'r0'"));
+  EXPECT_THAT(std::string(refused.message()), HasSubstr("injected failure"));
+  EXPECT_THAT(std::string(refused.message()), HasSubstr("'late' not admitted"));
+  EXPECT_EQ(collector.Get("late").chunks, 0);
+}
+
+// The per-step counters the heartbeats carry: batch occupancy, queue, KV and credit while
+// requests run and wait, and back to idle after they are cancelled.
+TEST(ReplicaHostTest, CountersFollowAdmissionsStepsAndCredit) {
+  engine::EngineOptions options = Options();
+  options.scheduler.max_running = 2;
+  options.kv_block_size = 16;
+  options.kv_num_blocks = 64;  // 1024 tokens
+  auto host = LoadHost(options);
+  ASSERT_NE(host, nullptr);
+  ReplicaCounters c = host->counters();
+  EXPECT_EQ(c.kv_blocks_total, 64);
+  EXPECT_EQ(c.free_token_credit, 1024);
+  EXPECT_EQ(c.running + c.waiting + c.kv_blocks_used + c.steps, 0);
+
+  std::mt19937_64 rng(9);
+  Collector collector;
+  constexpr int kRequests = 4;
+  constexpr int64_t kPrompt = 10, kMaxNew = 100;  // each reserves 110 tokens
+  for (int i = 0; i < kRequests; ++i) {
+    const std::string id = "c" + std::to_string(i);
+    ASSERT_TRUE(
+        host->Submit(Request(id, RandomPrompt(rng, kPrompt), kMaxNew), collector.Sink(id)).ok());
+  }
+  // Two run (max_running), two wait in the engine's queue.
+  bool seen = false;
+  for (absl::Time until = absl::Now() + kWait; !seen && absl::Now() < until;) {
+    c = host->counters();
+    seen = c.running == 2 && c.waiting == 2;
+    if (!seen) absl::SleepFor(absl::Microseconds(200));
+  }
+  ASSERT_TRUE(seen) << "running " << c.running << ", waiting " << c.waiting;
+  EXPECT_GT(c.steps, 0);
+  EXPECT_GT(c.busy_seconds, 0);
+  EXPECT_GE(c.kv_blocks_used, 2);  // at least one block per running sequence
+  EXPECT_LE(c.kv_blocks_used, 2 * 7);
+  EXPECT_EQ(c.prompt_tokens, kRequests * kPrompt);
+  EXPECT_EQ(c.free_token_credit, 1024 - kRequests * (kPrompt + kMaxNew));
+
+  for (int i = 0; i < kRequests; ++i) {
+    const absl::Status s = host->Cancel("c" + std::to_string(i));
+    EXPECT_TRUE(s.ok() || s.code() == absl::StatusCode::kNotFound) << s;
+  }
+  ASSERT_TRUE(collector.WaitFinished(kRequests));
+  ASSERT_TRUE(host->WaitIdle(kWait));
+  int64_t delivered = 0;
+  for (int i = 0; i < kRequests; ++i) {
+    delivered += static_cast<int64_t>(collector.Get("c" + std::to_string(i)).tokens.size());
+  }
+  c = host->counters();
+  EXPECT_EQ(c.generated_tokens, delivered);
+  EXPECT_EQ(c.running, 0);
+  EXPECT_EQ(c.waiting, 0);
+  EXPECT_EQ(c.kv_blocks_used, 0);
+  EXPECT_EQ(c.free_token_credit, 1024);
 }
 
 // Failover: resumed after k tokens, the request continues exactly as the uninterrupted run, with
@@ -277,7 +482,7 @@ TEST(ReplicaHostTest, BadRequestsAreRejectedWithTheField) {
   ASSERT_NE(host, nullptr);
   Collector collector;
   auto expect = [&](ReplicaRequest r, absl::StatusCode code, const std::string& culprit) {
-    const absl::Status s = host->Submit(std::move(r), collector.Sink("bad"));
+    const absl::Status s = host->Submit(std::move(r), collector.Sink("bad")).status();
     EXPECT_EQ(s.code(), code) << s;
     EXPECT_THAT(std::string(s.message()), HasSubstr(culprit));
   };

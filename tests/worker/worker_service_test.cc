@@ -1,5 +1,6 @@
 // WorkerService over a real gRPC server on 127.0.0.1 with a real client stub: streamed chunks,
-// client cancel mid-stream, the Cancel and Drain RPCs, unknown replica and bad fields.
+// client cancel mid-stream (never reaching a resubmission of the same id), the Cancel and Drain
+// RPCs, a failed replica's streams ending UNAVAILABLE, unknown replica and bad fields.
 #include "worker/worker_service.h"
 
 #include <random>
@@ -7,6 +8,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/worker/failing_runner.h"
 #include "tests/worker/test_model.h"
 
 namespace rackserve::worker {
@@ -141,6 +143,60 @@ TEST_F(WorkerServiceTest, ClientCancelMidStreamCancelsInTheEngine) {
   ASSERT_TRUE(host_->WaitIdle(kWait));
   EXPECT_LT(host_->counters().generated_tokens, 400);
   EXPECT_EQ(host_->counters().kv_blocks_used, 0);
+}
+
+// A client that goes away as its request ends, while the coordinator resubmits the same id at once
+// (failover): the handler cancels only its own submission, so every resubmission completes. (The
+// race window is narrow over gRPC; replica_host_test drives it deterministically.)
+TEST_F(WorkerServiceTest, ClientGoneLateNeverCancelsTheResubmission) {
+  for (int round = 0; round < 20; ++round) {
+    {
+      grpc::ClientContext context;
+      auto reader = stub_->Submit(&context, Request("same", 2));
+      v1::TokenChunk chunk;
+      reader->Read(&chunk);
+      context.TryCancel();
+      while (reader->Read(&chunk)) {
+      }
+      reader->Finish().IgnoreError();
+    }
+    Streamed again;
+    for (absl::Time until = absl::Now() + kWait; absl::Now() < until;) {
+      again = SubmitAndRead(Request("same", 6));
+      if (again.status.error_code() != grpc::StatusCode::ALREADY_EXISTS) break;
+    }
+    ASSERT_TRUE(again.status.ok()) << "round " << round << ": " << again.status.error_message();
+    EXPECT_EQ(again.tokens.size(), 6u) << "round " << round;
+    EXPECT_EQ(again.chunks.back().finish_reason(), v1::FINISH_REASON_MAX_TOKENS);
+  }
+}
+
+// A replica whose engine failed ends its streams UNAVAILABLE (the coordinator fails them over)
+// and refuses new ones the same way, naming the replica and the failure.
+TEST_F(WorkerServiceTest, FailedReplicaEndsItsStreamsUnavailable) {
+  engine::EngineOptions options;
+  options.num_threads = 1;
+  auto failing = testing::LoadFailingHost("r1", testing::TinyModelDir(), /*fail_at=*/4, options);
+  ASSERT_TRUE(failing.ok()) << failing.status();
+  ReplicaHost* r1 = failing->get();
+  ASSERT_TRUE(registry_.Add(*std::move(failing)).ok());
+
+  v1::ReplicaRequest request = Request("f", 50);
+  request.set_replica_id("r1");
+  Streamed got = SubmitAndRead(request);
+  EXPECT_EQ(got.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(got.status.error_message(), HasSubstr("replica 'r1'"));
+  EXPECT_THAT(got.status.error_message(), HasSubstr("injected failure"));
+  EXPECT_LT(got.tokens.size(), 50u);
+
+  request.set_request_id("g");
+  got = SubmitAndRead(request);
+  EXPECT_EQ(got.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(got.status.error_message(), HasSubstr("'g' not admitted"));
+  EXPECT_TRUE(got.chunks.empty());
+  EXPECT_EQ(r1->counters().free_token_credit, 0);
+  // The healthy replica beside it still serves.
+  EXPECT_TRUE(SubmitAndRead(Request("h", 3)).status.ok());
 }
 
 TEST_F(WorkerServiceTest, CancelRpcEndsTheStreamAsCancelled) {

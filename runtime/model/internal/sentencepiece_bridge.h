@@ -6,6 +6,8 @@
 // its .cc includes no abseil header, and callers convert SpmStatus to absl::Status (the codes
 // share the canonical numbering of absl::StatusCode).
 //
+// Users: TrainTokenizer (training) and the tokenizer tests, which use SpmProcessor as the oracle
+// the project's own reader and encoder (tokenizer.h) must match. Serving never calls it.
 // SpmProcessor: Load once, then its const methods are thread-safe. Not copyable.
 #pragma once
 

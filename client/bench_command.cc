@@ -1,0 +1,291 @@
+// rackctl bench --scenario offline|server|interactive [--count N] [--qps R] [--seed S]
+//   [--out-dir DIR] [--max-output N]
+//
+// A LoadGen-style run on the synthetic MLPerf-llama2-like dataset (synthetic_dataset.h), every
+// request greedy with ignore_eos and max_new_tokens = the sample's output length.
+// - offline: every sample submitted at once through one SubmitBatch stream. TTFT is the
+//   coordinator's (a batch returns whole completions); latency is measured here.
+// - server / interactive: Poisson arrivals at --qps, one Generate stream each; TTFT, TPOT and
+//   latency measured here.
+// Prints the summary (loadgen_summary.h) with the rack's own figure from GetStats (before/after
+// deltas per VM) and writes mlperf_log_summary.txt and summary.json to --out-dir. Exit 1 when a
+// sample failed; an INVALID verdict on latency alone still exits 0 (it is a result).
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "client/command.h"
+#include "client/command_args.h"
+#include "client/loadgen_summary.h"
+#include "client/model_info.h"
+#include "client/synthetic_dataset.h"
+#include "runtime/tools/progress_bar.h"
+
+namespace rackserve::client {
+namespace {
+
+constexpr char kCommand[] = "bench";
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+RequestSpec SpecFor(const DatasetSample& sample, size_t i) {
+  RequestSpec spec;
+  spec.id = absl::StrCat("s", i);
+  spec.prompt_ids = sample.prompt_ids;
+  spec.max_new_tokens = sample.output_tokens;
+  spec.ignore_eos = true;
+  return spec;
+}
+
+absl::StatusOr<v1::RackStats> GetStats(RackConnection& rack) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  v1::RackStats stats;
+  const grpc::Status status = rack.stub().GetStats(&context, v1::StatsRequest(), &stats);
+  if (!status.ok()) return rack.Convert(status, "GetStats");
+  return stats;
+}
+
+// Offline: one SubmitBatch stream with every sample. Returns the coordinator's job figure
+// ("batch-tokens-per-second" trailing metadata; 0 when absent).
+absl::StatusOr<double> RunOffline(RackConnection& rack, const std::vector<DatasetSample>& samples,
+                                  Clock::time_point* start, Clock::time_point* end,
+                                  std::vector<SampleRecord>* records) {
+  grpc::ClientContext call;
+  auto stream = rack.stub().SubmitBatch(&call);
+  *start = Clock::now();
+  *end = *start;
+  std::thread writer([&] {
+    for (size_t i = 0; i < samples.size(); ++i) {
+      if (!stream->Write(ToGenerateRequest(SpecFor(samples[i], i)))) break;
+    }
+    stream->WritesDone();
+  });
+  tools::ProgressBar progress("bench offline", "samples");
+  int64_t done = 0;
+  v1::Completion completion;
+  while (stream->Read(&completion)) {
+    *end = Clock::now();
+    int64_t index = -1;
+    if (absl::SimpleAtoi(completion.request_id().substr(1), &index) && index >= 0 &&
+        index < static_cast<int64_t>(records->size())) {
+      SampleRecord& r = (*records)[index];
+      r.completed = completion.error_code() == 0;
+      r.output_tokens = completion.token_ids_size();
+      r.ttft_seconds = completion.timings().ttft_seconds();
+      r.latency_seconds = Seconds(*end - *start);
+    }
+    progress.Update(++done, static_cast<int64_t>(samples.size()));
+  }
+  writer.join();
+  progress.Finish();
+  const grpc::Status status = stream->Finish();
+  if (!status.ok()) return rack.Convert(status, "SubmitBatch");
+  double batch_tokens_per_second = 0;
+  for (const auto& [key, value] : call.GetServerTrailingMetadata()) {
+    if (std::string(key.data(), key.size()) == "batch-tokens-per-second") {
+      if (!absl::SimpleAtod(std::string(value.data(), value.size()), &batch_tokens_per_second)) {
+        batch_tokens_per_second = 0;
+      }
+    }
+  }
+  return batch_tokens_per_second;
+}
+
+// Server / interactive: Poisson arrivals at `qps`, one Generate stream per sample.
+void RunStreaming(RackConnection& rack, const std::vector<DatasetSample>& samples, double qps,
+                  uint64_t seed, const std::string& label, Clock::time_point* start,
+                  Clock::time_point* end, std::vector<SampleRecord>* records) {
+  std::mt19937_64 rng(seed ^ 0x9e3779b97f4a7c15ull);
+  std::exponential_distribution<double> gap(qps);
+  std::atomic<int64_t> done = 0;
+  std::mutex end_mu;
+  *start = Clock::now();
+  *end = *start;
+  std::vector<std::thread> threads;
+  threads.reserve(samples.size());
+  tools::ProgressBar progress("bench " + label, "samples");
+  Clock::time_point next = *start;
+  for (size_t i = 0; i < samples.size(); ++i) {
+    while (Clock::now() < next) {
+      progress.Update(done.load(), static_cast<int64_t>(samples.size()));
+      std::this_thread::sleep_until(std::min(next, Clock::now() + std::chrono::milliseconds(100)));
+    }
+    threads.emplace_back([&, i, issued = Clock::now()] {
+      SampleRecord& r = (*records)[i];
+      grpc::ClientContext call;
+      auto stream = rack.stub().Generate(&call, ToGenerateRequest(SpecFor(samples[i], i)));
+      v1::TokenChunk chunk;
+      while (stream->Read(&chunk)) {
+        if (r.output_tokens == 0 && chunk.token_ids_size() > 0) {
+          r.ttft_seconds = Seconds(Clock::now() - issued);
+        }
+        r.output_tokens += chunk.token_ids_size();
+      }
+      const Clock::time_point finished = Clock::now();
+      r.latency_seconds = Seconds(finished - issued);
+      r.completed = stream->Finish().ok();
+      {
+        std::lock_guard<std::mutex> lock(end_mu);
+        *end = std::max(*end, finished);
+      }
+      ++done;
+    });
+    next += std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(gap(rng)));
+  }
+  while (done.load() < static_cast<int64_t>(samples.size())) {
+    progress.Update(done.load(), static_cast<int64_t>(samples.size()));
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  for (std::thread& t : threads) t.join();
+  progress.Update(done.load(), static_cast<int64_t>(samples.size()));
+  progress.Finish();
+}
+
+// The rack's figure over the run: GetStats deltas, after the workers' reports caught up.
+RackFigure RackFigureOf(RackConnection& rack, const v1::RackStats& before, double duration,
+                        double batch_tokens_per_second) {
+  RackFigure figure;
+  absl::StatusOr<v1::RackStats> after = GetStats(rack);
+  for (const auto until = Clock::now() + std::chrono::seconds(5);
+       after.ok() &&
+       after->worker_generated_tokens_total() < after->rack().generated_tokens_total() &&
+       Clock::now() < until;) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    after = GetStats(rack);
+  }
+  if (!after.ok() || duration <= 0) return figure;
+  figure.present = true;
+  figure.batch_tokens_per_second = batch_tokens_per_second;
+  figure.tokens_per_second = static_cast<double>(after->rack().generated_tokens_total() -
+                                                 before.rack().generated_tokens_total()) /
+                             duration;
+  std::map<std::string, int64_t> before_vm;
+  for (const v1::ScopeStats& vm : before.vms()) {
+    before_vm[vm.name()] = vm.throughput().generated_tokens_total();
+  }
+  for (const v1::ScopeStats& vm : after->vms()) {
+    const int64_t delta = vm.throughput().generated_tokens_total() - before_vm[vm.name()];
+    figure.vms.push_back({vm.name(), static_cast<double>(delta) / duration});
+  }
+  const v1::Audit& audit = after->audit();
+  if (audit.delivered_tokens() > 0) {
+    figure.audit =
+        absl::StrCat("delivered ", audit.delivered_tokens(), ", worker-reported ",
+                     audit.worker_reported_tokens(), ", received ", audit.received_tokens(),
+                     ", discarded ", audit.discarded_tokens(), ", unreported ",
+                     audit.unreported_tokens(), ": ", audit.exact() ? "exact" : "NOT exact");
+  } else {
+    const int64_t delivered = after->rack().generated_tokens_total();
+    const int64_t reported = after->worker_generated_tokens_total();
+    figure.audit = absl::StrCat("delivered ", delivered, ", worker-reported ", reported, ": ",
+                                delivered == reported ? "exact" : "NOT exact");
+  }
+  return figure;
+}
+
+absl::Status WriteFile(const std::filesystem::path& path, const std::string& text) {
+  std::ofstream out(path);
+  out << text;
+  out.close();
+  if (!out) return absl::PermissionDeniedError("cannot write " + path.string());
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+int RunBench(const CommandContext& context, const std::vector<std::string>& argv) {
+  absl::StatusOr<CommandArgs> args =
+      CommandArgs::Parse(argv, {"scenario", "count", "qps", "seed", "out-dir", "max-output"}, {});
+  if (!args.ok()) return ReportUsage(kCommand, args.status());
+  if (!args->Has("scenario") || !args->positional().empty()) {
+    return ReportUsage(kCommand,
+                       absl::InvalidArgumentError("usage: rackctl bench --scenario "
+                                                  "offline|server|interactive [--count N] "
+                                                  "[--qps R] [--seed S] [--out-dir DIR] "
+                                                  "[--max-output N]"));
+  }
+  absl::StatusOr<Scenario> scenario = ParseScenario(args->String("scenario", ""));
+  if (!scenario.ok()) return ReportUsage(kCommand, scenario.status());
+  DatasetOptions dataset;
+  absl::StatusOr<int64_t> count = args->Int("count", 1000, 1, 10'000'000);
+  absl::StatusOr<double> qps = args->Double("qps", 1.0, 1e-6, 1e7);
+  absl::StatusOr<int64_t> seed = args->Int("seed", 0, 0, INT64_MAX);
+  absl::StatusOr<int64_t> max_output = args->Int("max-output", 1023, 1, 1023);
+  for (const absl::Status& s : {count.status(), qps.status(), seed.status(), max_output.status()}) {
+    if (!s.ok()) return ReportUsage(kCommand, s);
+  }
+  const std::string out_dir = args->String("out-dir", "");
+
+  absl::StatusOr<std::unique_ptr<RackConnection>> rack = Connect(context);
+  if (!rack.ok()) return ReportFailure(kCommand, rack.status());
+  std::string model_dir;
+  {
+    grpc::ClientContext call;
+    call.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    v1::Topology topology;
+    const grpc::Status s = (*rack)->stub().GetTopology(&call, v1::TopologyRequest(), &topology);
+    if (!s.ok()) return ReportFailure(kCommand, (*rack)->Convert(s, "GetTopology"));
+    model_dir = topology.model();
+  }
+  const ModelInfo model = ReadModelInfo(model_dir);
+  dataset.count = *count;
+  dataset.seed = static_cast<uint64_t>(*seed);
+  dataset.max_output = *max_output;
+  dataset.vocab_size = model.vocab_size;
+  dataset.max_context = model.max_context;
+  absl::StatusOr<std::vector<DatasetSample>> samples = MakeSyntheticDataset(dataset);
+  if (!samples.ok()) return ReportUsage(kCommand, samples.status());
+  absl::StatusOr<v1::RackStats> before = GetStats(**rack);
+  if (!before.ok()) return ReportFailure(kCommand, before.status());
+
+  BenchRun run;
+  run.scenario = *scenario;
+  run.samples.resize(samples->size());
+  Clock::time_point start, end;
+  double batch_tokens_per_second = 0;
+  if (*scenario == Scenario::kOffline) {
+    absl::StatusOr<double> figure = RunOffline(**rack, *samples, &start, &end, &run.samples);
+    if (!figure.ok()) return ReportFailure(kCommand, figure.status());
+    batch_tokens_per_second = *figure;
+  } else {
+    run.target_qps = *qps;
+    RunStreaming(**rack, *samples, *qps, dataset.seed, args->String("scenario", ""), &start, &end,
+                 &run.samples);
+  }
+  run.duration_seconds = Seconds(end - start);
+  const BenchSummary summary = Summarize(run);
+  const RackFigure rack_figure =
+      RackFigureOf(**rack, *before, run.duration_seconds, batch_tokens_per_second);
+  const std::string text = FormatSummary(summary, rack_figure);
+  std::fputs(text.c_str(), stdout);
+  if (!out_dir.empty()) {
+    std::error_code error;
+    std::filesystem::create_directories(out_dir, error);
+    for (const absl::Status& s :
+         {WriteFile(std::filesystem::path(out_dir) / "mlperf_log_summary.txt", text),
+          WriteFile(std::filesystem::path(out_dir) / "summary.json",
+                    SummaryJson(summary, rack_figure) + "\n")}) {
+      if (!s.ok()) return ReportFailure(kCommand, s);
+    }
+  }
+  if (summary.completed < summary.issued) {
+    return ReportFailure(
+        kCommand, absl::InternalError(absl::StrCat(summary.issued - summary.completed, " of ",
+                                                   summary.issued, " samples failed")));
+  }
+  return kExitOk;
+}
+
+}  // namespace rackserve::client

@@ -1,0 +1,61 @@
+#include "client/rack_connection.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+
+namespace rackserve::client {
+
+RackConnection::RackConnection(std::string address) : address_(std::move(address)) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(64 << 20);
+  stub_ = v1::Rack::NewStub(
+      grpc::CreateCustomChannel(address_, grpc::InsecureChannelCredentials(), args));
+}
+
+absl::Status RackConnection::Convert(const grpc::Status& status, std::string_view call) const {
+  if (status.ok()) return absl::OkStatus();
+  return absl::Status(
+      static_cast<absl::StatusCode>(status.error_code()),
+      absl::StrCat(std::string(call), " on coordinator ", address_, ": ", status.error_message()));
+}
+
+v1::GenerateRequest ToGenerateRequest(const RequestSpec& spec) {
+  v1::GenerateRequest request;
+  request.set_request_id(spec.id);
+  if (spec.prompt_ids.empty()) {
+    request.set_prompt_text(spec.prompt);
+  } else {
+    request.mutable_prompt_token_ids()->Add(spec.prompt_ids.begin(), spec.prompt_ids.end());
+  }
+  v1::SamplingParams* sampling = request.mutable_sampling();
+  sampling->set_temperature(spec.temperature);
+  sampling->set_top_k(spec.top_k);
+  sampling->set_top_p(spec.top_p);
+  sampling->set_seed(spec.seed);
+  sampling->set_max_new_tokens(spec.max_new_tokens);
+  sampling->mutable_stop_token_ids()->Add(spec.stop_token_ids.begin(), spec.stop_token_ids.end());
+  sampling->set_ignore_eos(spec.ignore_eos);
+  return request;
+}
+
+std::string FinishReasonName(v1::FinishReason reason) {
+  switch (reason) {
+    case v1::FINISH_REASON_EOS:
+      return "eos";
+    case v1::FINISH_REASON_STOP_TOKEN:
+      return "stop_token";
+    case v1::FINISH_REASON_MAX_TOKENS:
+      return "max_tokens";
+    case v1::FINISH_REASON_LENGTH:
+      return "length";
+    case v1::FINISH_REASON_CANCELLED:
+      return "cancelled";
+    default:
+      return "";
+  }
+}
+
+}  // namespace rackserve::client

@@ -1,0 +1,40 @@
+// The gRPC edge of rackctl: a stub for the coordinator's rackserve.v1.Rack service, conversion of
+// RequestSpec to the wire request, and gRPC statuses turned into absl::Status naming the call and
+// the coordinator. Proto types go no further than this edge and the commands' .cc files.
+// RackConnection is thread-safe (gRPC stubs are).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "client/request_spec.h"
+#include "grpcpp/support/status.h"
+#include "rackserve/v1/rack.grpc.pb.h"
+
+namespace rackserve::client {
+
+class RackConnection {
+ public:
+  // Creates the channel (connecting happens on the first call).
+  explicit RackConnection(std::string address);
+
+  v1::Rack::Stub& stub() { return *stub_; }
+  const std::string& address() const { return address_; }
+
+  // The gRPC status as an absl::Status with the same code and the message
+  // "<call> on coordinator <address>: <message>".
+  absl::Status Convert(const grpc::Status& status, std::string_view call) const;
+
+ private:
+  std::string address_;
+  std::unique_ptr<v1::Rack::Stub> stub_;
+};
+
+v1::GenerateRequest ToGenerateRequest(const RequestSpec& spec);
+
+// "eos", "stop_token", "max_tokens", "length", "cancelled", or "" when unfinished.
+std::string FinishReasonName(v1::FinishReason reason);
+
+}  // namespace rackserve::client

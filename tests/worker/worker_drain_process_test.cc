@@ -1,0 +1,125 @@
+// rackserve-worker as a real process: once draining, it accepts no new assignments, also when it
+// registers again. The worker drains at the fake coordinator's request, the coordinator then
+// "restarts" (a new one on the same address, assigning one more replica), the worker registers
+// with it and must neither create the new replica nor stop draining the old one.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "rackserve/v1/worker.grpc.pb.h"
+#include "tests/worker/fake_coordinator.h"
+#include "tests/worker/test_model.h"
+
+namespace rackserve::worker {
+namespace {
+
+constexpr absl::Duration kWait = absl::Seconds(30);
+
+// A child process with stdout and stderr in a log file; SIGKILLed when this goes away.
+class Child {
+ public:
+  Child(const std::vector<std::string>& argv, const std::string& log) {
+    std::vector<char*> args;
+    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) return;
+    pid_ = fork();
+    if (pid_ == 0) {  // only async-signal-safe calls until exec
+      if (dup2(fd, 1) < 0 || dup2(fd, 2) < 0) _exit(126);
+      execv(args[0], args.data());
+      _exit(127);
+    }
+    close(fd);
+  }
+  ~Child() {
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+  }
+  bool started() const { return pid_ > 0; }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+void Assign(v1::RegisterResponse* response, const std::string& replica_id) {
+  v1::ReplicaAssignment* a = response->add_assignments();
+  a->set_replica_id(replica_id);
+  a->set_tp(1);
+  a->set_pp(1);
+  a->set_leader_here(true);
+  a->add_ranks()->set_vm("vm0");
+}
+
+// Submits a one-token request to `replica_id`; the stream's final status.
+grpc::Status Submit(v1::WorkerService::Stub& worker, const std::string& replica_id) {
+  v1::ReplicaRequest request;
+  request.set_replica_id(replica_id);
+  request.set_request_id("q");
+  request.add_prompt_token_ids(5);
+  request.mutable_sampling()->set_max_new_tokens(1);
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + kWait));
+  auto reader = worker.Submit(&context, request);
+  v1::TokenChunk chunk;
+  while (reader->Read(&chunk)) {
+  }
+  return reader->Finish();
+}
+
+TEST(WorkerDrainProcessTest, DrainingWorkerAcceptsNoNewAssignmentsAfterRegisteringAgain) {
+  auto coordinator = std::make_unique<testing::FakeCoordinator>();
+  const std::string address = coordinator->address();
+  v1::RegisterResponse response;
+  response.set_worker_id("w-1");
+  response.set_heartbeat_interval_seconds(0.1);
+  Assign(&response, "r0");
+  coordinator->SetResponse(response);
+
+  const std::string log = ::testing::TempDir() + "/rackserve_worker_drain_process_test.log";
+  Child worker({RACKSERVE_WORKER_BINARY, "--coordinator", address, "--vm", "vm0", "--model",
+                testing::TinyModelDir(), "--devices", "2", "--threads", "1", "--kv-cache-mb", "8"},
+               log);
+  ASSERT_TRUE(worker.started());
+  ASSERT_TRUE(coordinator->WaitRegistrations(1, kWait)) << "see " << log;
+  ASSERT_TRUE(coordinator->WaitHeartbeats(1, kWait)) << "see " << log;
+  auto stub = v1::WorkerService::NewStub(grpc::CreateChannel(
+      coordinator->registrations()[0].address(), grpc::InsecureChannelCredentials()));
+  ASSERT_TRUE(Submit(*stub, "r0").ok());
+
+  coordinator->RequestDrain();
+  grpc::Status refused;
+  for (absl::Time until = absl::Now() + kWait; absl::Now() < until;) {
+    refused = Submit(*stub, "r0");
+    if (!refused.ok()) break;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::UNAVAILABLE) << refused.error_message();
+
+  // The coordinator restarts on the same address and assigns one more replica.
+  coordinator.reset();
+  coordinator = std::make_unique<testing::FakeCoordinator>(address);
+  response.set_worker_id("w-2");
+  Assign(&response, "r1");
+  coordinator->SetResponse(response);
+  ASSERT_TRUE(coordinator->WaitRegistrations(1, kWait)) << "see " << log;
+  ASSERT_TRUE(coordinator->WaitHeartbeats(3, kWait)) << "see " << log;
+  const v1::Heartbeat last = coordinator->heartbeats().back();
+  ASSERT_EQ(last.replicas_size(), 1);
+  EXPECT_EQ(last.replicas(0).replica_id(), "r0");
+  EXPECT_EQ(Submit(*stub, "r1").error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(Submit(*stub, "r0").error_code(), grpc::StatusCode::UNAVAILABLE);
+}
+
+}  // namespace
+}  // namespace rackserve::worker

@@ -82,6 +82,7 @@ absl::StatusOr<double> RunOffline(RackConnection& rack, const std::vector<Datase
         index < static_cast<int64_t>(records->size())) {
       SampleRecord& r = (*records)[index];
       r.completed = completion.error_code() == 0;
+      r.error = completion.error_message();
       r.output_tokens = completion.token_ids_size();
       r.ttft_seconds = completion.timings().ttft_seconds();
       r.latency_seconds = Seconds(*end - *start);
@@ -279,6 +280,17 @@ int RunBench(const CommandContext& context, const std::vector<std::string>& argv
                     SummaryJson(summary, rack_figure) + "\n")}) {
       if (!s.ok()) return ReportFailure(kCommand, s);
     }
+  }
+  // The distinct reasons samples failed, the first few of each kind, so a failed run says why.
+  std::map<std::string, int64_t> errors;
+  for (const SampleRecord& r : run.samples) {
+    if (!r.completed) ++errors[r.error.empty() ? "no completion received" : r.error];
+  }
+  int shown = 0;
+  for (const auto& [error, n] : errors) {
+    if (shown++ == 5) break;
+    std::fprintf(stderr, "rackctl %s: %lld samples failed: %s\n", kCommand,
+                 static_cast<long long>(n), error.c_str());
   }
   if (summary.completed < summary.issued) {
     return ReportFailure(

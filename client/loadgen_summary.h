@@ -45,6 +45,7 @@ struct SampleRecord {
   int64_t output_tokens = 0;
   double ttft_seconds = 0;
   double latency_seconds = 0;
+  std::string error;  // why it failed, when it did ("" when it completed or never returned)
 };
 
 struct BenchRun {

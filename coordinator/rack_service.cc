@@ -1,6 +1,8 @@
 #include "coordinator/rack_service.h"
 
 #include <algorithm>
+#include <atomic>
+#include <deque>
 #include <utility>
 #include <vector>
 
@@ -480,76 +482,104 @@ grpc::Status RackServiceImpl::Generate(grpc::ServerContext* context,
 grpc::Status RackServiceImpl::SubmitBatch(
     grpc::ServerContext* context,
     grpc::ServerReaderWriter<v1::Completion, v1::GenerateRequest>* stream) {
+  // One thread reads the requests and starts one thread per admitted request; completions queue
+  // up and only this handler thread writes them. Only this thread asks the call whether the client
+  // is gone (every 100 ms, into `gone`): ServerContext::IsCancelled plucks the call's completion
+  // queue, which takes at most 6 concurrent pluckers — hundreds of request threads asking made
+  // the stream's own Read/Write plucks fail (a lost completion, then an aborted process).
   // Shared with the request threads, which may outlive this frame by their last instructions.
   // When the batch's client goes away its requests are cancelled (their flights' client_gone),
   // so every thread ends and this handler returns.
   struct Batch {
     absl::Mutex mutex;
-    int64_t active ABSL_GUARDED_BY(mutex) = 0;
-    absl::CondVar slot_freed;
+    int64_t active ABSL_GUARDED_BY(mutex) = 0;  // request threads running
+    bool reading ABSL_GUARDED_BY(mutex) = true;
+    std::deque<v1::Completion> ready ABSL_GUARDED_BY(mutex);  // to write, in completion order
+    absl::CondVar changed;
     BatchJobMeter meter ABSL_GUARDED_BY(mutex);
+    std::atomic<bool> gone{false};  // the client went away
   };
   auto batch = std::make_shared<Batch>();
-  auto write = [batch, stream](const v1::Completion& completion) {
+  auto finish = [batch](v1::Completion completion) {
     absl::MutexLock lock(&batch->mutex);
-    stream->Write(completion);
+    batch->ready.push_back(std::move(completion));
+    batch->changed.SignalAll();
   };
-  auto write_error = [write](const std::string& id, const absl::Status& status) {
+  auto error_completion = [](const std::string& id, const absl::Status& status) {
     v1::Completion completion;
     completion.set_request_id(id);
     completion.set_error_code(static_cast<int32_t>(status.code()));
     completion.set_error_message(std::string(status.message()));
-    write(completion);
+    return completion;
   };
 
-  v1::GenerateRequest request;
-  int64_t count = 0;
-  while (stream->Read(&request)) {
-    if (++count > options_.max_batch_requests) {
-      write_error(request.request_id(), absl::InvalidArgumentError(absl::StrCat(
-                                            "batch: more than ", options_.max_batch_requests,
-                                            " requests in one SubmitBatch stream")));
-      continue;
+  std::thread reader([&] {
+    v1::GenerateRequest request;
+    int64_t count = 0;
+    while (stream->Read(&request)) {
+      if (++count > options_.max_batch_requests) {
+        finish(error_completion(request.request_id(),
+                                absl::InvalidArgumentError(
+                                    absl::StrCat("batch: more than ", options_.max_batch_requests,
+                                                 " requests in one SubmitBatch stream"))));
+        continue;
+      }
+      absl::StatusOr<Prepared> prepared = Prepare(request, [batch] { return batch->gone.load(); });
+      if (!prepared.ok()) {
+        finish(error_completion(request.request_id(), prepared.status()));
+        continue;
+      }
+      {
+        absl::MutexLock lock(&batch->mutex);
+        while (batch->active >= options_.batch_concurrency) batch->changed.Wait(&batch->mutex);
+        ++batch->active;
+        batch->meter.Issued(rack_.clock->Now());
+      }
+      std::thread([this, batch, error_completion, p = std::move(*prepared)]() mutable {
+        v1::Completion completion;
+        completion.set_request_id(p.id);
+        const absl::Status status = Run(p, [&completion, &batch](const v1::TokenChunk& chunk) {
+          if (batch->gone) return false;
+          completion.mutable_token_ids()->Add(chunk.token_ids().begin(), chunk.token_ids().end());
+          if (chunk.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) {
+            completion.set_finish_reason(chunk.finish_reason());
+            *completion.mutable_timings() = chunk.timings();
+            completion.set_prompt_tokens(chunk.prompt_tokens());
+          }
+          return true;
+        });
+        Untrack(p.id);
+        const int64_t generated = completion.token_ids_size();
+        absl::MutexLock lock(&batch->mutex);
+        batch->ready.push_back(status.ok() ? std::move(completion)
+                                           : error_completion(p.id, status));
+        batch->meter.Completed(rack_.clock->Now(), generated);
+        --batch->active;
+        batch->changed.SignalAll();
+      }).detach();
     }
-    absl::StatusOr<Prepared> prepared =
-        Prepare(request, [context] { return context->IsCancelled(); });
-    if (!prepared.ok()) {
-      write_error(request.request_id(), prepared.status());
-      continue;
-    }
+    absl::MutexLock lock(&batch->mutex);
+    batch->reading = false;
+    batch->changed.SignalAll();
+  });
+
+  while (true) {
+    std::deque<v1::Completion> ready;
     {
       absl::MutexLock lock(&batch->mutex);
-      while (batch->active >= options_.batch_concurrency) batch->slot_freed.Wait(&batch->mutex);
-      ++batch->active;
-      batch->meter.Issued(rack_.clock->Now());
-    }
-    std::thread([this, context, batch, write, write_error, p = std::move(*prepared)]() mutable {
-      v1::Completion completion;
-      completion.set_request_id(p.id);
-      const absl::Status status = Run(p, [&completion, context](const v1::TokenChunk& chunk) {
-        if (context->IsCancelled()) return false;
-        completion.mutable_token_ids()->Add(chunk.token_ids().begin(), chunk.token_ids().end());
-        if (chunk.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) {
-          completion.set_finish_reason(chunk.finish_reason());
-          *completion.mutable_timings() = chunk.timings();
-          completion.set_prompt_tokens(chunk.prompt_tokens());
-        }
-        return true;
-      });
-      Untrack(p.id);
-      if (status.ok()) {
-        write(completion);
-      } else {
-        write_error(p.id, status);
+      while (batch->ready.empty() && (batch->reading || batch->active > 0)) {
+        batch->changed.WaitWithTimeout(&batch->mutex, absl::Milliseconds(100));
+        if (!batch->gone && context->IsCancelled()) batch->gone = true;
       }
-      absl::MutexLock lock(&batch->mutex);
-      batch->meter.Completed(rack_.clock->Now(), completion.token_ids_size());
-      --batch->active;
-      batch->slot_freed.SignalAll();
-    }).detach();
+      if (batch->ready.empty()) break;  // nothing left to read, run or write
+      ready.swap(batch->ready);
+    }
+    for (const v1::Completion& completion : ready) {
+      if (!batch->gone && !stream->Write(completion)) batch->gone = true;
+    }
   }
+  reader.join();
   absl::MutexLock lock(&batch->mutex);
-  while (batch->active > 0) batch->slot_freed.Wait(&batch->mutex);
   context->AddTrailingMetadata("batch-generated-tokens",
                                absl::StrCat(batch->meter.generated_tokens()));
   context->AddTrailingMetadata("batch-tokens-per-second",

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # deploy/rack end to end: `up` a 3-VM rack of a tiny model with its state in a temp dir, `up`
 # again (refused), `status`, `logs`, `rackctl bench` through it, `down`, then check that no
-# process of the rack is left and that a second `down` does nothing.
+# process of the rack is left and that a second `down` does nothing. Then a rack of simulated
+# GPUs runs a 2,000-sample offline bench in which every sample must complete.
 # Usage: deploy_rack_test.sh REPO_ROOT BUILD_DIR
 set -euo pipefail
 repo=$1
@@ -69,4 +70,21 @@ left=$(grep -lszxF "RACKSERVE_RACK_INSTANCE=$RACKSERVE_RACK_DIR" /proc/[0-9]*/en
 [[ -z $left ]] || fail "processes of the rack are still running: $left"
 [[ ! -e $RACKSERVE_RACK_DIR/coordinator.addr ]] || fail "coordinator.addr left behind"
 "$rack" down | grep -q "no rack up" || fail "second down was not a no-op"
+
+echo "== simulated GPUs: 2 VMs x 4 GB300s, a 2,000-sample offline bench, every sample completes"
+cat >"$tmp/sim.yaml" <<'YAML'
+model: llama2-70b
+vms:
+  - {name: vm00, devices: 4}
+  - {name: vm01, devices: 4}
+layout: {tp: 1, pp: 1}
+YAML
+"$rack" up --topology "$tmp/sim.yaml" --backend sim --model llama2-70b --wait 60 >"$tmp/sim-up.txt" \
+  || fail "sim rack did not come up: $(cat "$tmp/sim-up.txt")"
+"$RACKSERVE_BUILD_DIR/client/rackctl" bench --scenario offline --count 2000 2>"$tmp/sim-bench.err" \
+  >"$tmp/sim-bench.txt" || fail "sim bench failed: $(tail -c 600 "$tmp/sim-bench.err")"
+grep -q "Every sample completed        : Yes (2000 of 2000)" "$tmp/sim-bench.txt" ||
+  fail "sim bench lost samples: $(cat "$tmp/sim-bench.txt")"
+grep -q ": exact" "$tmp/sim-bench.txt" || fail "sim bench audit not exact"
+"$rack" down >/dev/null
 echo "PASS"

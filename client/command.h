@@ -39,5 +39,6 @@ int RunBatch(const CommandContext& context, const std::vector<std::string>& args
 int RunBench(const CommandContext& context, const std::vector<std::string>& args);
 int RunTop(const CommandContext& context, const std::vector<std::string>& args);
 int RunDrain(const CommandContext& context, const std::vector<std::string>& args);
+int RunPreflight(const CommandContext& context, const std::vector<std::string>& args);
 
 }  // namespace rackserve::client

@@ -1,4 +1,5 @@
-// rackctl: the rack's client and operator CLI (status, generate, batch, bench, top, drain).
+// rackctl: the rack's client and operator CLI (status, generate, batch, bench, top, drain,
+// preflight).
 // `rackctl [--coordinator HOST:PORT] <command> [flags]`; `rackctl help` lists the commands.
 #include <cstdio>
 #include <string>
@@ -26,6 +27,8 @@ commands:
         [--out-dir DIR] [--max-output N]  LoadGen-style run on a synthetic MLPerf-like dataset
   top [--interval S] [--once]            live view of the rack
   drain VM [--resume]                    stop (or resume) routing new requests to a VM
+  preflight [--timeout SECONDS]          every worker registered, every replica ready, one
+                                         canary request through every replica
 
 exit status: 0 success, 1 a failed operation, 2 bad usage
 )";
@@ -62,6 +65,7 @@ int main(int argc, char** argv) {
   if (command == "bench") return RunBench(context, args);
   if (command == "top") return RunTop(context, args);
   if (command == "drain") return RunDrain(context, args);
+  if (command == "preflight") return RunPreflight(context, args);
   std::fprintf(stderr, "rackctl: %s\n%s",
                command.empty() ? "no command given"
                                : absl::StrCat("unknown command \"", command, "\"").c_str(),

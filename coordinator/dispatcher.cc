@@ -1,5 +1,6 @@
 #include "coordinator/dispatcher.h"
 
+#include <algorithm>
 #include <limits>
 #include <utility>
 
@@ -16,11 +17,13 @@ Dispatcher::Dispatcher(Registry* registry, std::unique_ptr<RoutingPolicy> policy
                        int64_t queue_limit)
     : registry_(registry), policy_(std::move(policy)), queue_(queue_limit) {}
 
-std::optional<Lease> Dispatcher::TryPlaceLocked(std::span<const int32_t> prompt, int64_t cost) {
+std::optional<Lease> Dispatcher::TryPlaceLocked(std::span<const int32_t> prompt, int64_t cost,
+                                                std::string_view pinned_replica) {
   std::vector<RouteCandidate> candidates;
   std::vector<ReplicaStatus> replicas = registry_->Replicas();
   for (const ReplicaStatus& r : replicas) {
     if (!r.live || r.address.empty()) continue;
+    if (!pinned_replica.empty() && r.id != pinned_replica) continue;
     candidates.push_back({r.id, outstanding_[r.id], r.free_token_credit - since_report_[r.id]});
   }
   const std::optional<std::string> picked = policy_->Pick(candidates, prompt, cost);
@@ -36,12 +39,25 @@ std::optional<Lease> Dispatcher::TryPlaceLocked(std::span<const int32_t> prompt,
 
 absl::StatusOr<Lease> Dispatcher::Acquire(std::span<const int32_t> prompt, int64_t cost,
                                           const std::function<bool()>& cancelled,
-                                          absl::Duration max_wait, double completions_per_second) {
+                                          absl::Duration max_wait, double completions_per_second,
+                                          std::string_view pinned_replica) {
   const absl::Time deadline = absl::Now() + max_wait;
+  if (!pinned_replica.empty()) {
+    const std::vector<ReplicaStatus> replicas = registry_->Replicas();
+    const bool live = std::any_of(replicas.begin(), replicas.end(), [&](const ReplicaStatus& r) {
+      return r.id == pinned_replica && r.live && !r.address.empty();
+    });
+    if (!live) {
+      return absl::UnavailableError(
+          absl::StrCat("replica_id: replica ", std::string(pinned_replica), " is not live"));
+    }
+  }
   absl::MutexLock lock(&mutex_);
   if (cancelled()) return absl::CancelledError("request cancelled before it was placed");
   if (queue_.size() == 0) {  // nobody waits ahead of it
-    if (std::optional<Lease> lease = TryPlaceLocked(prompt, cost)) return *std::move(lease);
+    if (std::optional<Lease> lease = TryPlaceLocked(prompt, cost, pinned_replica)) {
+      return *std::move(lease);
+    }
   }
   RS_ASSIGN_OR_RETURN(const uint64_t ticket,
                       queue_.Enqueue(RetryAfter(queue_.size(), completions_per_second)));
@@ -52,7 +68,7 @@ absl::StatusOr<Lease> Dispatcher::Acquire(std::span<const int32_t> prompt, int64
       return absl::CancelledError("request cancelled while waiting for a replica");
     }
     if (queue_.IsHead(ticket)) {
-      if (std::optional<Lease> lease = TryPlaceLocked(prompt, cost)) {
+      if (std::optional<Lease> lease = TryPlaceLocked(prompt, cost, pinned_replica)) {
         queue_.Remove(ticket);
         changed_.SignalAll();
         return *std::move(lease);

@@ -19,6 +19,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -49,10 +50,12 @@ class Dispatcher {
   // "retry after <ms> ms") when it would have to wait and the queue is full; CANCELLED when
   // `cancelled()` (polled every 50 ms and on every Wake, under the dispatcher's lock) turns true;
   // UNAVAILABLE naming the wait when no replica could take it within `max_wait` (real time:
-  // waiting is a side effect, unlike the Clock-driven logic).
+  // waiting is a side effect, unlike the Clock-driven logic). A non-empty `pinned_replica` is the
+  // only replica considered: UNAVAILABLE at once, naming it, when it is not live.
   absl::StatusOr<Lease> Acquire(std::span<const int32_t> prompt, int64_t cost,
                                 const std::function<bool()>& cancelled, absl::Duration max_wait,
-                                double completions_per_second);
+                                double completions_per_second,
+                                std::string_view pinned_replica = {});
   // `tokens` of the lease's work were delivered.
   void Delivered(const Lease& lease, int64_t tokens);
   // The request left the replica; `remaining` tokens of its cost were not delivered.
@@ -69,7 +72,8 @@ class Dispatcher {
 
  private:
   // Places the request on a replica now (charging its cost), or nullopt.
-  std::optional<Lease> TryPlaceLocked(std::span<const int32_t> prompt, int64_t cost)
+  std::optional<Lease> TryPlaceLocked(std::span<const int32_t> prompt, int64_t cost,
+                                      std::string_view pinned_replica)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
 
   Registry* registry_;

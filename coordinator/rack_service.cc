@@ -108,6 +108,7 @@ struct RackServiceImpl::Prepared {
   std::vector<int32_t> prompt;
   sampling::SamplingParams params;
   absl::Time arrival;
+  std::string pinned_replica;  // GenerateRequest.replica_id: this replica only
   std::shared_ptr<InFlight> flight;
 };
 
@@ -219,6 +220,12 @@ absl::StatusOr<RackServiceImpl::Prepared> RackServiceImpl::Prepare(
     }
   }
   RS_ASSIGN_OR_RETURN(out.params, wire::FromProto(request.sampling(), options_.vocab_size));
+  if (!request.replica_id().empty() &&
+      rack_.topology->FindReplica(request.replica_id()) == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("replica_id: no replica \"", request.replica_id(), "\" in the topology"));
+  }
+  out.pinned_replica = request.replica_id();
   const int64_t total = static_cast<int64_t>(out.prompt.size()) + out.params.max_new_tokens;
   if (total > options_.max_context) {
     return absl::InvalidArgumentError(
@@ -313,8 +320,9 @@ absl::Status RackServiceImpl::Run(Prepared& request, const ChunkSink& sink) {
   for (int attempt = 0; attempt < options_.max_attempts; ++attempt) {
     const int64_t delivered_before = static_cast<int64_t>(ledger.delivered().size());
     const int64_t cost = prompt_tokens + request.params.max_new_tokens - delivered_before;
-    absl::StatusOr<Lease> lease = rack_.dispatcher->Acquire(
-        request.prompt, cost, cancelled, options_.dispatch_timeout, CompletionsPerSecond());
+    absl::StatusOr<Lease> lease =
+        rack_.dispatcher->Acquire(request.prompt, cost, cancelled, options_.dispatch_timeout,
+                                  CompletionsPerSecond(), request.pinned_replica);
     if (!lease.ok()) {
       if (cancelled()) {
         sink(final_chunk(v1::FINISH_REASON_CANCELLED, {}));

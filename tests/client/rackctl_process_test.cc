@@ -1,9 +1,6 @@
 // rackctl against a real rack on loopback: rackserve-coordinator and two rackserve-worker
 // processes serving a tiny generated model (no tokenizer: ids only). Runs the commands the
 // deploy scripts use and checks their output and exit codes (0 ok, 1 failed, 2 bad usage).
-#include <fcntl.h>
-#include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -20,10 +17,12 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "runtime/model/model_generator.h"
+#include "tests/support/child_process.h"
 
 namespace rackserve::client {
 namespace {
 
+using ::rackserve::testing::Child;
 using ::testing::HasSubstr;
 
 constexpr absl::Duration kWait = absl::Seconds(40);
@@ -32,54 +31,6 @@ std::string ReadFile(const std::string& path) {
   std::ifstream in(path);
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
-
-// Starts argv with stdout+stderr in `log` and `env` added to the environment.
-pid_t Spawn(const std::vector<std::string>& argv, const std::string& log,
-            const std::vector<std::string>& env = {}) {
-  std::vector<char*> args;
-  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) return -1;
-  const pid_t pid = fork();
-  if (pid == 0) {  // only async-signal-safe calls until exec
-    for (const std::string& e : env) putenv(const_cast<char*>(e.c_str()));
-    if (dup2(fd, 1) < 0 || dup2(fd, 2) < 0) _exit(126);
-    execv(args[0], args.data());
-    _exit(127);
-  }
-  close(fd);
-  return pid;
-}
-
-// A background process, SIGKILLed when this goes away.
-class Child {
- public:
-  Child(const std::vector<std::string>& argv, std::string log)
-      : log_(std::move(log)), pid_(Spawn(argv, log_)) {}
-  ~Child() {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-  }
-  std::string Log() const { return ReadFile(log_); }
-  std::string WaitListening() const {
-    for (const absl::Time deadline = absl::Now() + kWait; absl::Now() < deadline;) {
-      const std::string log = Log();
-      const size_t at = log.find("listening on ");
-      if (at != std::string::npos && log.find('\n', at) != std::string::npos) {
-        return log.substr(at + 13, log.find('\n', at) - at - 13);
-      }
-      absl::SleepFor(absl::Milliseconds(20));
-    }
-    return "";
-  }
-
- private:
-  std::string log_;
-  pid_t pid_;
-};
 
 struct Result {
   int exit_code = -1;
@@ -101,7 +52,7 @@ class RackctlProcessTest : public ::testing::Test {
     coordinator_ = new Child({RACKSERVE_COORDINATOR_BINARY, "--topology", *dir_ + "/rack.yaml",
                               "--listen", "127.0.0.1:0"},
                              *dir_ + "/coordinator.log");
-    address_ = new std::string(coordinator_->WaitListening());
+    address_ = new std::string(coordinator_->WaitListening(kWait));
     ASSERT_FALSE(address_->empty()) << coordinator_->Log();
     for (const char* vm : {"vm0", "vm1"}) {
       workers_.push_back(
@@ -127,10 +78,9 @@ class RackctlProcessTest : public ::testing::Test {
     if (with_address) argv.insert(argv.end(), {"--coordinator", *address_});
     argv.insert(argv.end(), args.begin(), args.end());
     const std::string log = absl::StrCat(*dir_, "/rackctl_", ++runs_, ".log");
-    const pid_t pid = Spawn(argv, log, env);
-    int status = 0;
-    waitpid(pid, &status, 0);
-    return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), ReadFile(log)};
+    Child rackctl(argv, log, "", env);
+    const int exit_code = rackctl.WaitExit(absl::InfiniteDuration());
+    return {exit_code, ReadFile(log)};
   }
 
   static std::string* dir_;
@@ -155,6 +105,11 @@ TEST_F(RackctlProcessTest, CommandsAgainstARealRack) {
   ASSERT_EQ(r.exit_code, 0) << r.output << coordinator_->Log();
   EXPECT_THAT(r.output, HasSubstr("replicas: 2 ready of 2"));
   EXPECT_THAT(r.output, HasSubstr("vm1"));
+
+  // preflight: one canary through each replica.
+  r = Rackctl({"preflight", "--timeout", "20"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("2 replicas ready, 2 canaries completed"));
 
   // generate: 8 ids streamed (no tokenizer in this model), and a line saying why.
   r = Rackctl({"generate", "--ids", "1,2,3", "--max-new-tokens", "8", "--ignore-eos"});
@@ -219,6 +174,9 @@ TEST_F(RackctlProcessTest, CommandsAgainstARealRack) {
   r = Rackctl({"drain", "vm1"});
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_THAT(r.output, HasSubstr("vm1: draining"));
+  r = Rackctl({"preflight", "--timeout", "1"});  // a draining VM is not ready for traffic
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("VM vm1 draining"));
   r = Rackctl({"drain", "vm1", "--resume"});
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_THAT(r.output, HasSubstr("vm1: ready"));

@@ -22,9 +22,11 @@
 #include "gtest/gtest.h"
 #include "rackserve/v1/rack.grpc.pb.h"
 #include "runtime/model/model_generator.h"
-#include "tests/coordinator/child_process.h"
+#include "tests/support/child_process.h"
 
 namespace rackserve::coordinator {
+
+using ::rackserve::testing::Child;
 
 class LiveRackTest : public ::testing::Test {
  protected:

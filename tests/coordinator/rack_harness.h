@@ -16,9 +16,11 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "rackserve/v1/rack.grpc.pb.h"
-#include "tests/coordinator/child_process.h"
+#include "tests/support/child_process.h"
 
 namespace rackserve::coordinator::testing {
+
+using ::rackserve::testing::Child;
 
 struct TestRackOptions {
   std::string coordinator_binary;              // path of rackserve-coordinator

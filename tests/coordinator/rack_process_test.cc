@@ -19,10 +19,12 @@
 #include "gtest/gtest.h"
 #include "rackserve/v1/rack.grpc.pb.h"
 #include "runtime/model/model_generator.h"
-#include "tests/coordinator/child_process.h"
+#include "tests/support/child_process.h"
 
 namespace rackserve::coordinator {
 namespace {
+
+using ::rackserve::testing::Child;
 
 constexpr absl::Duration kWait = absl::Seconds(40);
 

@@ -129,6 +129,7 @@ class FakeWorker final : public v1::WorkerService::Service {
   std::atomic<int64_t> active_{0};        // Submit calls running
   std::atomic<bool> drain_acked_{false};  // the last HeartbeatAck asked to drain
   const std::string& worker_id() const { return worker_id_; }
+  const std::vector<std::string>& replicas() const { return replicas_; }
   std::vector<int64_t> ResumeSizes() {
     absl::MutexLock lock(&mutex_);
     return resume_sizes_;
@@ -320,6 +321,24 @@ TEST_F(RackServiceTest, GenerateStreamsEveryToken) {
   ExpectComplete(Generate(Request("a", prompt, 20)), prompt, 20);
   // An empty request id is assigned one.
   ExpectComplete(Generate(Request("", prompt, 5)), prompt, 5);
+}
+
+TEST_F(RackServiceTest, ReplicaIdPinsTheRequestAndAnUnknownOneIsInvalid) {
+  const std::vector<int32_t> prompt = {5, 6};
+  for (auto& w : workers_) {
+    for (const std::string& replica : w->replicas()) {
+      v1::GenerateRequest request = Request(absl::StrCat("pin-", replica), prompt, 4);
+      request.set_replica_id(replica);
+      const int64_t before = w->ResumeSizes().size();
+      ExpectComplete(Generate(request), prompt, 4);
+      EXPECT_EQ(w->ResumeSizes().size(), before + 1) << replica << " did not run its canary";
+    }
+  }
+  v1::GenerateRequest unknown = Request("pin-x", prompt, 4);
+  unknown.set_replica_id("r99");
+  const Output out = Generate(unknown);
+  EXPECT_EQ(out.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(out.status.error_message(), HasSubstr("replica_id"));
 }
 
 TEST_F(RackServiceTest, BadInputIsInvalidArgumentNamingTheField) {

@@ -121,6 +121,20 @@ TEST_F(DispatcherTest, PlacesAtOnceAndTheLeaseNamesItsWorkers) {
   EXPECT_EQ(dispatcher.outstanding_tokens("r0"), 60);
 }
 
+TEST_F(DispatcherTest, PinnedRequestGoesToItsReplicaOnlyAndNeverToADeadOne) {
+  Join("vm0", 1000);
+  Join("vm1", 100);
+  Dispatcher dispatcher(&registry_, std::make_unique<LeastOutstandingPolicy>(), /*queue_limit=*/8);
+  // The router would pick r0 (more credit); the pin overrides it.
+  auto lease = dispatcher.Acquire(prompt_, 10, Never, absl::Seconds(1), 0, "r1");
+  ASSERT_TRUE(lease.ok()) << lease.status();
+  EXPECT_EQ(lease->replica_id, "r1");
+  registry_.MarkDead(*registry_.WorkerOf("vm1"));
+  auto refused = dispatcher.Acquire(prompt_, 10, Never, absl::Seconds(5), 0, "r1");
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("replica r1 is not live"));
+}
+
 TEST_F(DispatcherTest, WaitingRequestsAreServedInArrivalOrder) {
   const std::string w0 = Join("vm0", 0);
   Dispatcher dispatcher(&registry_, std::make_unique<LeastOutstandingPolicy>(), /*queue_limit=*/4);

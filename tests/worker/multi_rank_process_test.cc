@@ -5,15 +5,11 @@
 // both replicas; an idle period longer than the workers' --comm-timeout-s breaks nothing; and
 // after kill -9 of vm1's worker (the TP2 follower) the requests on TP2 fail over to PP2 and
 // complete with the same tokens.
-#include <fcntl.h>
-#include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <map>
 #include <memory>
 #include <string>
@@ -29,63 +25,17 @@
 #include "rackserve/v1/rack.grpc.pb.h"
 #include "runtime/engine/engine.h"
 #include "runtime/model/model_generator.h"
+#include "tests/support/child_process.h"
 
 namespace rackserve::worker {
 namespace {
+
+using ::rackserve::testing::Child;
 
 constexpr absl::Duration kWait = absl::Seconds(60);
 constexpr int kRequests = 8;
 constexpr int64_t kMaxNew = 16;
 constexpr double kCommTimeoutSeconds = 3;
-
-// A child process with stdout and stderr in a log file; SIGKILLed when this goes away.
-class Child {
- public:
-  Child(const std::vector<std::string>& argv, std::string log) : log_(std::move(log)) {
-    std::vector<char*> args;
-    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    const int fd = open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) return;
-    pid_ = fork();
-    if (pid_ == 0) {  // only async-signal-safe calls until exec
-      if (dup2(fd, 1) < 0 || dup2(fd, 2) < 0) _exit(126);
-      execv(args[0], args.data());
-      _exit(127);
-    }
-    close(fd);
-  }
-  ~Child() { Kill(); }
-  void Kill() {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-      pid_ = -1;
-    }
-  }
-  std::string Log() const {
-    std::ifstream in(log_);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  }
-  // The HOST:PORT after "listening on " in the log, or "" when not there within kWait.
-  std::string WaitListening() const {
-    const absl::Time deadline = absl::Now() + kWait;
-    while (absl::Now() < deadline) {
-      const std::string log = Log();
-      const size_t at = log.find("listening on ");
-      if (at != std::string::npos && log.find('\n', at) != std::string::npos) {
-        const size_t start = at + 13;
-        return log.substr(start, log.find('\n', at) - start);
-      }
-      absl::SleepFor(absl::Milliseconds(20));
-    }
-    return "";
-  }
-
- private:
-  std::string log_;
-  pid_t pid_ = -1;
-};
 
 std::vector<int32_t> Prompt(int i) {
   std::vector<int32_t> prompt;
@@ -211,7 +161,7 @@ TEST(MultiRankProcessTest, TpAcrossWorkersAndPpInOneServeIdleAndFailOver) {
   Child coordinator({RACKSERVE_COORDINATOR_BINARY, "--topology", dir + "/rack.yaml", "--listen",
                      "127.0.0.1:0", "--heartbeat-timeout-s", "2"},
                     dir + "/coordinator.log");
-  const std::string address = coordinator.WaitListening();
+  const std::string address = coordinator.WaitListening(kWait);
   ASSERT_FALSE(address.empty()) << coordinator.Log();
   std::vector<std::unique_ptr<Child>> workers;
   for (const auto& [vm, devices] :

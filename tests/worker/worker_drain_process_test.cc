@@ -2,11 +2,6 @@
 // registers again. The worker drains at the fake coordinator's request, the coordinator then
 // "restarts" (a new one on the same address, assigning one more replica), the worker registers
 // with it and must neither create the new replica nor stop draining the old one.
-#include <fcntl.h>
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <memory>
 #include <string>
 #include <vector>
@@ -15,42 +10,16 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "rackserve/v1/worker.grpc.pb.h"
+#include "tests/support/child_process.h"
 #include "tests/worker/fake_coordinator.h"
 #include "tests/worker/test_model.h"
 
 namespace rackserve::worker {
 namespace {
 
+using ::rackserve::testing::Child;
+
 constexpr absl::Duration kWait = absl::Seconds(30);
-
-// A child process with stdout and stderr in a log file; SIGKILLed when this goes away.
-class Child {
- public:
-  Child(const std::vector<std::string>& argv, const std::string& log) {
-    std::vector<char*> args;
-    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) return;
-    pid_ = fork();
-    if (pid_ == 0) {  // only async-signal-safe calls until exec
-      if (dup2(fd, 1) < 0 || dup2(fd, 2) < 0) _exit(126);
-      execv(args[0], args.data());
-      _exit(127);
-    }
-    close(fd);
-  }
-  ~Child() {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-  }
-  bool started() const { return pid_ > 0; }
-
- private:
-  pid_t pid_ = -1;
-};
 
 void Assign(v1::RegisterResponse* response, const std::string& replica_id) {
   v1::ReplicaAssignment* a = response->add_assignments();

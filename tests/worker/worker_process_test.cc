@@ -1,13 +1,8 @@
 // rackserve-worker as a real process: it registers with a fake coordinator (its real bound port
 // in the address), loads its assigned replica, serves a request over gRPC, reports the tokens
 // in its heartbeats, and exits 0 after SIGTERM.
-#include <fcntl.h>
 #include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include <fstream>
-#include <iterator>
 #include <string>
 #include <vector>
 
@@ -15,60 +10,18 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "rackserve/v1/worker.grpc.pb.h"
+#include "tests/support/child_process.h"
 #include "tests/worker/fake_coordinator.h"
 #include "tests/worker/test_model.h"
 
 namespace rackserve::worker {
 namespace {
 
+using ::rackserve::testing::Child;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
 constexpr absl::Duration kWait = absl::Seconds(30);
-
-// A child process, killed (SIGKILL) if still running when this goes away.
-class Child {
- public:
-  // Runs argv[0] with stdout and stderr into `log`. Only async-signal-safe calls after fork().
-  Child(const std::vector<std::string>& argv, const std::string& log) {
-    std::vector<char*> args;
-    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) return;
-    pid_ = fork();
-    if (pid_ == 0) {
-      if (dup2(fd, 1) < 0 || dup2(fd, 2) < 0) _exit(126);
-      execv(args[0], args.data());
-      _exit(127);
-    }
-    close(fd);
-  }
-  ~Child() {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-  }
-  bool started() const { return pid_ > 0; }
-  void Signal(int sig) { kill(pid_, sig); }
-  // The exit status, or -1 when it did not exit within `timeout`.
-  int WaitExit(absl::Duration timeout) {
-    const absl::Time deadline = absl::Now() + timeout;
-    while (absl::Now() < deadline) {
-      int status = 0;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      }
-      absl::SleepFor(absl::Milliseconds(20));
-    }
-    return -1;
-  }
-
- private:
-  pid_t pid_ = -1;
-};
 
 TEST(WorkerProcessTest, RegistersServesHeartbeatsAndDrainsOnSigterm) {
   testing::FakeCoordinator coordinator;
@@ -141,8 +94,7 @@ TEST(WorkerProcessTest, RefusedRegistrationExitsWithTheReason) {
                log);
   ASSERT_TRUE(worker.started());
   EXPECT_EQ(worker.WaitExit(kWait), 1);
-  std::ifstream in(log);
-  const std::string output((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string output = worker.Log();
   EXPECT_THAT(output, HasSubstr("FAILED_PRECONDITION"));
   EXPECT_THAT(output, HasSubstr("vm 'vmX' is not in the topology"));
 }

@@ -10,21 +10,27 @@
 #include <fstream>
 #include <iterator>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 
-namespace rackserve::coordinator {
+namespace rackserve::testing {
 
 class Child {
  public:
   // Runs argv[0] (a path) with argv. stdout goes to `log`, stderr too unless `error_log` is set.
-  Child(const std::vector<std::string>& argv, std::string log, std::string error_log = "")
+  // `env` ("NAME=VALUE" each) is added to the inherited environment, replacing same-named
+  // variables.
+  Child(const std::vector<std::string>& argv, std::string log, std::string error_log = "",
+        const std::vector<std::string>& env = {})
       : log_(std::move(log)), error_log_(error_log.empty() ? log_ : std::move(error_log)) {
     std::vector<char*> args;
     for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
+    const std::vector<char*> envp = Environment(env);
     const int fd = open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) return;
     const int error_fd =
@@ -36,7 +42,7 @@ class Child {
     pid_ = fork();
     if (pid_ == 0) {  // only async-signal-safe calls until exec
       if (dup2(fd, 1) < 0 || dup2(error_fd, 2) < 0) _exit(126);
-      execv(args[0], args.data());
+      execve(args[0], args.data(), envp.data());
       _exit(127);
     }
     close(fd);
@@ -46,6 +52,13 @@ class Child {
   Child(const Child&) = delete;
   Child& operator=(const Child&) = delete;
 
+  // Whether the process was started and has not been reaped yet (by Kill or WaitExit).
+  bool started() const { return pid_ > 0; }
+
+  // Sends `sig` to the process, if started and not reaped yet.
+  void Signal(int sig) {
+    if (pid_ > 0) kill(pid_, sig);
+  }
   void Kill() {
     if (pid_ > 0) {
       kill(pid_, SIGKILL);
@@ -53,15 +66,16 @@ class Child {
       pid_ = -1;
     }
   }
-  // Waits up to `timeout` for the process to exit; its exit code, or -1 (still running: killed,
-  // or killed by a signal, or never started).
+  // Waits up to `timeout` (absl::InfiniteDuration() for no limit) for the process to exit; its
+  // exit code, 128 + the signal's number when a signal ended it, or -1 when it did not exit in
+  // time (then it is SIGKILLed) or was never started.
   int WaitExit(absl::Duration timeout) {
     const absl::Time deadline = absl::Now() + timeout;
     while (pid_ > 0) {
       int status = 0;
       if (waitpid(pid_, &status, WNOHANG) == pid_) {
         pid_ = -1;
-        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
       }
       if (absl::Now() >= deadline) {
         Kill();
@@ -89,13 +103,32 @@ class Child {
     }
     return "";
   }
-  // The HOST:PORT after "listening on " in the log, or "" when not there within 40 s.
-  std::string WaitListening() const { return WaitForLine("listening on "); }
+  // The HOST:PORT after "listening on " in the log, or "" when not there within `timeout`.
+  std::string WaitListening(absl::Duration timeout = absl::Seconds(40)) const {
+    return WaitForLine("listening on ", timeout);
+  }
 
  private:
   static std::string Read(const std::string& path) {
     std::ifstream in(path);
     return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  // The child's environment: this process's, less the variables `env` sets, then `env`. Built
+  // before fork(); the pointers stay valid while `env` and environ are unchanged.
+  static std::vector<char*> Environment(const std::vector<std::string>& env) {
+    std::vector<char*> out;
+    for (char** e = environ; *e != nullptr; ++e) {
+      const std::string_view var = *e;
+      const std::string_view name = var.substr(0, var.find('='));
+      bool replaced = false;
+      for (const std::string& added : env) {
+        if (std::string_view(added).substr(0, added.find('=')) == name) replaced = true;
+      }
+      if (!replaced) out.push_back(*e);
+    }
+    for (const std::string& added : env) out.push_back(const_cast<char*>(added.c_str()));
+    out.push_back(nullptr);
+    return out;
   }
 
   std::string log_;
@@ -103,4 +136,4 @@ class Child {
   pid_t pid_ = -1;
 };
 
-}  // namespace rackserve::coordinator
+}  // namespace rackserve::testing

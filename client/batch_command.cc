@@ -54,16 +54,9 @@ int RunBatch(const CommandContext& context, const std::vector<std::string>& argv
 
   absl::StatusOr<std::unique_ptr<RackConnection>> rack = Connect(context);
   if (!rack.ok()) return ReportFailure(kCommand, rack.status());
-  std::string model_dir;
-  {
-    grpc::ClientContext call;
-    call.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-    v1::Topology topology;
-    const grpc::Status s = (*rack)->stub().GetTopology(&call, v1::TopologyRequest(), &topology);
-    if (!s.ok()) return ReportFailure(kCommand, (*rack)->Convert(s, "GetTopology"));
-    model_dir = topology.model();
-  }
-  const ModelInfo model = ReadModelInfo(model_dir);
+  absl::StatusOr<v1::Topology> topology = (*rack)->Topology();
+  if (!topology.ok()) return ReportFailure(kCommand, topology.status());
+  const ModelInfo model = ReadModelInfo(topology->model());
   bool any_text = false;
   for (RequestSpec& spec : *requests) {
     if (spec.prompt.empty() || model.tokenizer == nullptr) {

@@ -17,15 +17,6 @@ namespace {
 
 constexpr char kCommand[] = "generate";
 
-absl::StatusOr<std::string> ModelDir(RackConnection& rack) {
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-  v1::Topology topology;
-  const grpc::Status status = rack.stub().GetTopology(&context, v1::TopologyRequest(), &topology);
-  if (!status.ok()) return rack.Convert(status, "GetTopology");
-  return topology.model();
-}
-
 }  // namespace
 
 int RunGenerate(const CommandContext& context, const std::vector<std::string>& argv) {
@@ -50,9 +41,9 @@ int RunGenerate(const CommandContext& context, const std::vector<std::string>& a
 
   absl::StatusOr<std::unique_ptr<RackConnection>> rack = Connect(context);
   if (!rack.ok()) return ReportFailure(kCommand, rack.status());
-  absl::StatusOr<std::string> model_dir = ModelDir(**rack);
-  if (!model_dir.ok()) return ReportFailure(kCommand, model_dir.status());
-  const ModelInfo model = ReadModelInfo(*model_dir);
+  absl::StatusOr<v1::Topology> topology = (*rack)->Topology();
+  if (!topology.ok()) return ReportFailure(kCommand, topology.status());
+  const ModelInfo model = ReadModelInfo(topology->model());
   if (!spec.prompt.empty() && model.tokenizer != nullptr) {
     absl::StatusOr<std::vector<int32_t>> encoded = model.tokenizer->Encode(spec.prompt, true);
     if (!encoded.ok()) return ReportFailure(kCommand, encoded.status());

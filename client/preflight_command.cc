@@ -80,11 +80,9 @@ int RunPreflight(const CommandContext& context, const std::vector<std::string>& 
   v1::Topology topology;
   std::vector<std::string> not_ready;
   while (true) {
-    grpc::ClientContext call;
-    call.set_deadline(DeadlineIn(10));
-    topology.Clear();
-    const grpc::Status s = (*rack)->stub().GetTopology(&call, v1::TopologyRequest(), &topology);
-    if (!s.ok()) return ReportFailure(kCommand, (*rack)->Convert(s, "GetTopology"));
+    absl::StatusOr<v1::Topology> now = (*rack)->Topology();
+    if (!now.ok()) return ReportFailure(kCommand, now.status());
+    topology = *std::move(now);
     not_ready = NotReady(topology);
     if (not_ready.empty() || std::chrono::system_clock::now() >= give_up) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(200));

@@ -1,5 +1,6 @@
 #include "client/rack_connection.h"
 
+#include <chrono>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -20,6 +21,15 @@ absl::Status RackConnection::Convert(const grpc::Status& status, std::string_vie
   return absl::Status(
       static_cast<absl::StatusCode>(status.error_code()),
       absl::StrCat(std::string(call), " on coordinator ", address_, ": ", status.error_message()));
+}
+
+absl::StatusOr<v1::Topology> RackConnection::Topology() {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  v1::Topology topology;
+  const grpc::Status status = stub_->GetTopology(&context, v1::TopologyRequest(), &topology);
+  if (!status.ok()) return Convert(status, "GetTopology");
+  return topology;
 }
 
 v1::GenerateRequest ToGenerateRequest(const RequestSpec& spec) {

@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "client/request_spec.h"
 #include "grpcpp/support/status.h"
 #include "rackserve/v1/rack.grpc.pb.h"
@@ -26,6 +27,9 @@ class RackConnection {
   // The gRPC status as an absl::Status with the same code and the message
   // "<call> on coordinator <address>: <message>".
   absl::Status Convert(const grpc::Status& status, std::string_view call) const;
+
+  // The rack's topology (GetTopology, 10 s deadline); errors as Convert makes them.
+  absl::StatusOr<v1::Topology> Topology();
 
  private:
   std::string address_;

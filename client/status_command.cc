@@ -38,15 +38,6 @@ std::string NotReady(const v1::Topology& topology) {
   return out;
 }
 
-absl::StatusOr<v1::Topology> GetTopology(RackConnection& rack) {
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-  v1::Topology topology;
-  const grpc::Status status = rack.stub().GetTopology(&context, v1::TopologyRequest(), &topology);
-  if (!status.ok()) return rack.Convert(status, "GetTopology");
-  return topology;
-}
-
 void Print(const v1::Topology& topology, const v1::RackStats* stats) {
   int ready = 0;
   for (const v1::Replica& r : topology.replicas()) ready += r.state() == "ready" ? 1 : 0;
@@ -100,14 +91,14 @@ int RunStatus(const CommandContext& context, const std::vector<std::string>& arg
   absl::StatusOr<std::unique_ptr<RackConnection>> rack = Connect(context);
   if (!rack.ok()) return ReportFailure(kCommand, rack.status());
 
-  absl::StatusOr<v1::Topology> topology = GetTopology(**rack);
+  absl::StatusOr<v1::Topology> topology = (*rack)->Topology();
   if (args->Has("wait-ready")) {
     const auto deadline = std::chrono::steady_clock::now() +
                           std::chrono::milliseconds(static_cast<int64_t>(*wait * 1000));
     while ((!topology.ok() || !NotReady(*topology).empty()) &&
            std::chrono::steady_clock::now() < deadline) {
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
-      topology = GetTopology(**rack);
+      topology = (*rack)->Topology();
     }
     if (!topology.ok()) {
       return ReportFailure(kCommand, absl::Status(topology.status().code(),

@@ -5,8 +5,8 @@
 // request greedy with ignore_eos and max_new_tokens = the sample's output length.
 // - offline: every sample submitted at once through one SubmitBatch stream. TTFT is the
 //   coordinator's (a batch returns whole completions); latency is measured here.
-// - server / interactive: Poisson arrivals at --qps, one Generate stream each; TTFT, TPOT and
-//   latency measured here.
+// - server / interactive: Poisson arrivals at --qps on one SubmitBatch stream with first-token
+//   notes; TTFT, TPOT and latency measured here.
 // Prints the summary (loadgen_summary.h) with the rack's own figure from GetStats (before/after
 // deltas per VM) and writes mlperf_log_summary.txt and summary.json to --out-dir. Exit 1 when a
 // sample failed; an INVALID verdict on latency alone still exits 0 (it is a result).
@@ -16,7 +16,6 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <mutex>
 #include <random>
 #include <string>
 #include <thread>
@@ -104,54 +103,61 @@ absl::StatusOr<double> RunOffline(RackConnection& rack, const std::vector<Datase
   return batch_tokens_per_second;
 }
 
-// Server / interactive: Poisson arrivals at `qps`, one Generate stream per sample.
-void RunStreaming(RackConnection& rack, const std::vector<DatasetSample>& samples, double qps,
-                  uint64_t seed, const std::string& label, Clock::time_point* start,
-                  Clock::time_point* end, std::vector<SampleRecord>* records) {
+// Server / interactive: Poisson arrivals at `qps`, every sample on one SubmitBatch stream (no
+// thread or call per request). Each request asks for a first-token note, so TTFT is measured
+// here from the moment its request was written to the moment its note arrived.
+absl::Status RunStreaming(RackConnection& rack, const std::vector<DatasetSample>& samples,
+                          double qps, uint64_t seed, const std::string& label,
+                          Clock::time_point* start, Clock::time_point* end,
+                          std::vector<SampleRecord>* records) {
   std::mt19937_64 rng(seed ^ 0x9e3779b97f4a7c15ull);
   std::exponential_distribution<double> gap(qps);
-  std::atomic<int64_t> done = 0;
-  std::mutex end_mu;
+  std::vector<Clock::time_point> issued(samples.size());
+  std::vector<std::atomic<bool>> written(samples.size());
+  grpc::ClientContext call;
+  auto stream = rack.stub().SubmitBatch(&call);
   *start = Clock::now();
   *end = *start;
-  std::vector<std::thread> threads;
-  threads.reserve(samples.size());
-  tools::ProgressBar progress("bench " + label, "samples");
-  Clock::time_point next = *start;
-  for (size_t i = 0; i < samples.size(); ++i) {
-    while (Clock::now() < next) {
-      progress.Update(done.load(), static_cast<int64_t>(samples.size()));
-      std::this_thread::sleep_until(std::min(next, Clock::now() + std::chrono::milliseconds(100)));
+  std::thread writer([&] {
+    Clock::time_point next = *start;
+    for (size_t i = 0; i < samples.size(); ++i) {
+      std::this_thread::sleep_until(next);
+      v1::GenerateRequest request = ToGenerateRequest(SpecFor(samples[i], i));
+      request.set_notify_first_token(true);
+      issued[i] = Clock::now();
+      written[i] = true;
+      if (!stream->Write(request)) break;
+      next += std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(gap(rng)));
     }
-    threads.emplace_back([&, i, issued = Clock::now()] {
-      SampleRecord& r = (*records)[i];
-      grpc::ClientContext call;
-      auto stream = rack.stub().Generate(&call, ToGenerateRequest(SpecFor(samples[i], i)));
-      v1::TokenChunk chunk;
-      while (stream->Read(&chunk)) {
-        if (r.output_tokens == 0 && chunk.token_ids_size() > 0) {
-          r.ttft_seconds = Seconds(Clock::now() - issued);
-        }
-        r.output_tokens += chunk.token_ids_size();
-      }
-      const Clock::time_point finished = Clock::now();
-      r.latency_seconds = Seconds(finished - issued);
-      r.completed = stream->Finish().ok();
-      {
-        std::lock_guard<std::mutex> lock(end_mu);
-        *end = std::max(*end, finished);
-      }
-      ++done;
-    });
-    next += std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(gap(rng)));
+    stream->WritesDone();
+  });
+  tools::ProgressBar progress("bench " + label, "samples");
+  int64_t done = 0;
+  v1::Completion completion;
+  while (stream->Read(&completion)) {
+    const Clock::time_point now = Clock::now();
+    int64_t i = -1;
+    if (!absl::SimpleAtoi(completion.request_id().substr(1), &i) || i < 0 ||
+        i >= static_cast<int64_t>(records->size()) || !written[i]) {
+      continue;
+    }
+    SampleRecord& r = (*records)[i];
+    if (completion.first_token()) {
+      r.ttft_seconds = Seconds(now - issued[i]);
+      continue;
+    }
+    r.completed = completion.error_code() == 0;
+    r.error = completion.error_message();
+    r.output_tokens = completion.token_ids_size();
+    r.latency_seconds = Seconds(now - issued[i]);
+    *end = std::max(*end, now);
+    progress.Update(++done, static_cast<int64_t>(samples.size()));
   }
-  while (done.load() < static_cast<int64_t>(samples.size())) {
-    progress.Update(done.load(), static_cast<int64_t>(samples.size()));
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  for (std::thread& t : threads) t.join();
-  progress.Update(done.load(), static_cast<int64_t>(samples.size()));
+  writer.join();
   progress.Finish();
+  const grpc::Status status = stream->Finish();
+  if (!status.ok()) return rack.Convert(status, "SubmitBatch");
+  return absl::OkStatus();
 }
 
 // The rack's figure over the run: GetStats deltas, after the workers' reports caught up.
@@ -255,8 +261,10 @@ int RunBench(const CommandContext& context, const std::vector<std::string>& argv
     batch_tokens_per_second = *figure;
   } else {
     run.target_qps = *qps;
-    RunStreaming(**rack, *samples, *qps, dataset.seed, args->String("scenario", ""), &start, &end,
-                 &run.samples);
+    const absl::Status streamed = RunStreaming(**rack, *samples, *qps, dataset.seed,
+                                               args->String("scenario", ""), &start, &end,
+                                               &run.samples);
+    if (!streamed.ok()) return ReportFailure(kCommand, streamed);
   }
   run.duration_seconds = Seconds(end - start);
   const BenchSummary summary = Summarize(run);

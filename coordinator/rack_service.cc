@@ -8,27 +8,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "coordinator/admission.h"
-#include "coordinator/token_ledger.h"
-#include "grpc/grpc.h"
-#include "grpcpp/create_channel.h"
-#include "grpcpp/security/credentials.h"
-#include "grpcpp/support/channel_arguments.h"
 #include "proto/wire_conversion.h"
-#include "rackserve/v1/worker.grpc.pb.h"
 #include "runtime/base/status_macros.h"
 
 namespace rackserve::coordinator {
 namespace {
 
 constexpr absl::Duration kMonitorPeriod = absl::Milliseconds(100);
-// Keepalive on worker channels: a hung or partitioned worker breaks its Submit streams within
-// kKeepaliveTimeMs + kKeepaliveTimeoutMs even when its heartbeats are not the signal. (The
-// worker's server must accept pings this often: GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_
-// DATA_MS <= kKeepaliveTimeMs and GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, else it answers with
-// GOAWAY "too_many_pings".)
-constexpr int kKeepaliveTimeMs = 1000;
-constexpr int kKeepaliveTimeoutMs = 2000;
-
 const char* StateName(WorkerState state) {
   switch (state) {
     case WorkerState::kReady:
@@ -60,11 +46,6 @@ void FillLoad(const LoadFigures& load, v1::ScopeStats* out) {
   out->set_kv_blocks_total(load.kv_blocks_total);
 }
 
-bool OnVm(const ReplicaSpec& replica, const std::string& vm) {
-  return std::any_of(replica.ranks.begin(), replica.ranks.end(),
-                     [&](const RankSpec& r) { return r.vm == vm; });
-}
-
 void FillThroughput(const ScopeThroughput& scope, v1::Throughput* out) {
   for (const WindowRates& w : scope.windows) {
     v1::ThroughputWindow* window = out->add_windows();
@@ -77,40 +58,6 @@ void FillThroughput(const ScopeThroughput& scope, v1::Throughput* out) {
 }
 
 }  // namespace
-
-// One request while the coordinator runs it: what Cancel, failover, DrainVm and the monitor act
-// on. Between attempts replica_id and worker_ids are empty.
-struct RackServiceImpl::InFlight {
-  ClientGone client_gone;  // set before the flight is tracked, then read-only
-  absl::Mutex mutex;
-  bool cancelled ABSL_GUARDED_BY(mutex) = false;
-  bool failover ABSL_GUARDED_BY(mutex) = false;  // a worker of its attempt died: re-submit
-  std::string replica_id ABSL_GUARDED_BY(mutex);
-  std::vector<std::string> worker_ids ABSL_GUARDED_BY(mutex);  // the attempt's Lease::worker_ids
-  grpc::ClientContext* upstream ABSL_GUARDED_BY(mutex) = nullptr;  // the current Submit call
-
-  // Cancelled by the client (Cancel, or the client went away).
-  bool Cancelled() {
-    {
-      absl::MutexLock lock(&mutex);
-      if (cancelled) return true;
-    }
-    if (!client_gone()) return false;
-    absl::MutexLock lock(&mutex);
-    cancelled = true;
-    return true;
-  }
-};
-
-// A validated request.
-struct RackServiceImpl::Prepared {
-  std::string id;
-  std::vector<int32_t> prompt;
-  sampling::SamplingParams params;
-  absl::Time arrival;
-  std::string pinned_replica;  // GenerateRequest.replica_id: this replica only
-  std::shared_ptr<InFlight> flight;
-};
 
 absl::StatusOr<std::unique_ptr<RackServiceImpl>> RackServiceImpl::Create(RackServiceOptions options,
                                                                          RackContext rack) {
@@ -128,6 +75,7 @@ RackServiceImpl::RackServiceImpl(RackServiceOptions options, RackContext rack,
       rack_(rack),
       tokenizer_(std::move(tokenizer)),
       started_(rack.clock->Now()),
+      data_path_(options_.data_path, rack),
       monitor_([this] { Monitor(); }) {}
 
 RackServiceImpl::~RackServiceImpl() { Shutdown(); }
@@ -135,13 +83,13 @@ RackServiceImpl::~RackServiceImpl() { Shutdown(); }
 void RackServiceImpl::Shutdown() {
   stopping_ = true;
   if (monitor_.joinable()) monitor_.join();
+  data_path_.Shutdown();
 }
 
 void RackServiceImpl::Monitor() {
   while (!stopping_) {
     for (const std::string& worker_id : rack_.registry->ExpireDead()) OnWorkerDead(worker_id);
     DropForgottenWorkers();
-    CancelAbandoned();
     absl::SleepFor(kMonitorPeriod);
   }
 }
@@ -149,52 +97,16 @@ void RackServiceImpl::Monitor() {
 void RackServiceImpl::DropForgottenWorkers() {
   for (const ForgottenWorker& worker : rack_.registry->TakeForgotten()) {
     rack_.throughput->RetireSource(worker.worker_id);
-    absl::MutexLock lock(&mutex_);
-    channels_.erase(worker.address);  // callers of ChannelTo keep their copy alive
+    data_path_.DropWorker(worker.worker_id);
   }
-}
-
-void RackServiceImpl::CancelAbandoned() {
-  bool any = false;
-  {
-    // Under mutex_: a flight's client_gone stays callable while it is tracked.
-    absl::MutexLock lock(&mutex_);
-    for (auto& [id, flight] : in_flight_) {
-      {
-        absl::MutexLock flight_lock(&flight->mutex);
-        if (flight->cancelled) continue;
-      }
-      if (!flight->client_gone()) continue;
-      absl::MutexLock flight_lock(&flight->mutex);
-      flight->cancelled = true;
-      if (flight->upstream != nullptr) flight->upstream->TryCancel();
-      any = true;
-    }
-  }
-  if (any) rack_.dispatcher->Wake();
 }
 
 void RackServiceImpl::OnWorkerDead(const std::string& worker_id) {
-  // Marked dead first: an attempt published after the scan below sees it in Run.
-  rack_.registry->MarkDead(worker_id);
-  {
-    absl::MutexLock lock(&mutex_);
-    for (auto& [id, flight] : in_flight_) {
-      absl::MutexLock flight_lock(&flight->mutex);
-      if (std::find(flight->worker_ids.begin(), flight->worker_ids.end(), worker_id) ==
-          flight->worker_ids.end()) {
-        continue;
-      }
-      flight->failover = true;
-      if (flight->upstream != nullptr) flight->upstream->TryCancel();
-    }
-  }
-  rack_.dispatcher->Wake();
+  data_path_.OnWorkerDead(worker_id);
 }
 
-absl::StatusOr<RackServiceImpl::Prepared> RackServiceImpl::Prepare(
-    const v1::GenerateRequest& request, ClientGone client_gone) {
-  Prepared out;
+absl::StatusOr<FlightRequest> RackServiceImpl::Prepare(const v1::GenerateRequest& request) {
+  FlightRequest out;
   out.arrival = rack_.clock->Now();
   if (!request.prompt_text().empty() && request.prompt_token_ids_size() > 0) {
     return absl::InvalidArgumentError(
@@ -233,234 +145,8 @@ absl::StatusOr<RackServiceImpl::Prepared> RackServiceImpl::Prepare(
                      out.params.max_new_tokens, ") = ", total, " exceeds the context (",
                      options_.max_context, ")"));
   }
-  out.flight = std::make_shared<InFlight>();
-  out.flight->client_gone = std::move(client_gone);
-  absl::MutexLock lock(&mutex_);
   out.id = request.request_id().empty() ? absl::StrCat("rack-", next_id_++) : request.request_id();
-  if (!in_flight_.emplace(out.id, out.flight).second) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("request_id: \"", out.id, "\" is already in flight"));
-  }
   return out;
-}
-
-void RackServiceImpl::Untrack(const std::string& id) {
-  absl::MutexLock lock(&mutex_);
-  in_flight_.erase(id);
-}
-
-std::shared_ptr<grpc::Channel> RackServiceImpl::ChannelTo(const std::string& address) {
-  absl::MutexLock lock(&mutex_);
-  std::shared_ptr<grpc::Channel>& channel = channels_[address];
-  if (channel == nullptr) {
-    grpc::ChannelArguments args;
-    args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, kKeepaliveTimeMs);
-    args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, kKeepaliveTimeoutMs);
-    args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-    args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);  // keep pinging a quiet stream
-    channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
-  }
-  return channel;
-}
-
-double RackServiceImpl::CompletionsPerSecond() const {
-  absl::MutexLock lock(&mutex_);
-  return completions_.Rate(rack_.clock->Now(), absl::Seconds(10));
-}
-
-int64_t RackServiceImpl::RequestsOnVm(const std::string& vm) const {
-  int64_t count = 0;
-  absl::MutexLock lock(&mutex_);
-  for (const auto& [id, flight] : in_flight_) {
-    absl::MutexLock flight_lock(&flight->mutex);
-    if (flight->replica_id.empty()) continue;
-    const ReplicaSpec* replica = rack_.topology->FindReplica(flight->replica_id);
-    if (replica != nullptr && OnVm(*replica, vm)) ++count;
-  }
-  return count;
-}
-
-absl::Status RackServiceImpl::Run(Prepared& request, const ChunkSink& sink) {
-  InFlight& flight = *request.flight;
-  auto cancelled = [&flight] { return flight.Cancelled(); };
-  TokenLedger ledger;
-  v1::SamplingParams sampling;
-  wire::ToProto(request.params, &sampling);
-  std::optional<absl::Time> first_dispatch, first_token;
-  const int64_t prompt_tokens = static_cast<int64_t>(request.prompt.size());
-
-  // The last chunk of the request, with its timings.
-  auto final_chunk = [&](v1::FinishReason reason, std::vector<int32_t> tokens) {
-    const absl::Time now = rack_.clock->Now();
-    v1::TokenChunk out;
-    out.set_request_id(request.id);
-    out.set_first_index(static_cast<int64_t>(ledger.delivered().size() - tokens.size()));
-    out.mutable_token_ids()->Add(tokens.begin(), tokens.end());
-    out.set_finish_reason(reason);
-    out.set_prompt_tokens(prompt_tokens);
-    v1::Timings* t = out.mutable_timings();
-    t->set_queue_seconds(absl::ToDoubleSeconds(first_dispatch.value_or(now) - request.arrival));
-    t->set_ttft_seconds(
-        first_token.has_value() ? absl::ToDoubleSeconds(*first_token - request.arrival) : 0);
-    t->set_total_seconds(absl::ToDoubleSeconds(now - request.arrival));
-    if (rack_.latency != nullptr && first_token.has_value()) {
-      rack_.latency->RecordRequest(t->ttft_seconds(), t->total_seconds(),
-                                   static_cast<int64_t>(ledger.delivered().size()));
-    }
-    {
-      absl::MutexLock lock(&mutex_);
-      completions_.Add(now, 1);
-      ++completed_;
-    }
-    rack_.throughput->RecordPrompt(now, prompt_tokens);
-    return out;
-  };
-
-  absl::Status last_error = absl::UnavailableError("no attempt made");
-  for (int attempt = 0; attempt < options_.max_attempts; ++attempt) {
-    const int64_t delivered_before = static_cast<int64_t>(ledger.delivered().size());
-    const int64_t cost = prompt_tokens + request.params.max_new_tokens - delivered_before;
-    absl::StatusOr<Lease> lease =
-        rack_.dispatcher->Acquire(request.prompt, cost, cancelled, options_.dispatch_timeout,
-                                  CompletionsPerSecond(), request.pinned_replica);
-    if (!lease.ok()) {
-      if (cancelled()) {
-        sink(final_chunk(v1::FINISH_REASON_CANCELLED, {}));
-        return absl::OkStatus();
-      }
-      return lease.status();
-    }
-    if (!first_dispatch.has_value()) first_dispatch = rack_.clock->Now();
-
-    grpc::ClientContext context;
-    {
-      absl::MutexLock lock(&flight.mutex);
-      flight.upstream = &context;
-      flight.failover = false;
-      flight.replica_id = lease->replica_id;
-      flight.worker_ids = lease->worker_ids;
-      if (flight.cancelled) context.TryCancel();
-    }
-    // A worker that died after the lease was issued but before the attempt was published above
-    // was missed by OnWorkerDead's scan; OnWorkerDead marks the registry first, so it shows here.
-    const bool stale_lease =
-        std::any_of(lease->worker_ids.begin(), lease->worker_ids.end(),
-                    [&](const std::string& id) { return !rack_.registry->Alive(id); });
-    if (stale_lease) {
-      absl::MutexLock lock(&flight.mutex);
-      flight.failover = true;
-      context.TryCancel();
-    }
-    v1::ReplicaRequest upstream_request;
-    upstream_request.set_replica_id(lease->replica_id);
-    upstream_request.set_request_id(request.id);
-    upstream_request.mutable_prompt_token_ids()->Add(request.prompt.begin(), request.prompt.end());
-    *upstream_request.mutable_sampling() = sampling;
-    upstream_request.mutable_resume_token_ids()->Add(ledger.delivered().begin(),
-                                                     ledger.delivered().end());
-    std::unique_ptr<v1::WorkerService::Stub> stub =
-        v1::WorkerService::NewStub(ChannelTo(lease->address));
-    std::unique_ptr<grpc::ClientReader<v1::TokenChunk>> reader =
-        stub->Submit(&context, upstream_request);
-
-    v1::TokenChunk chunk;
-    v1::FinishReason finish = v1::FINISH_REASON_UNSPECIFIED;
-    absl::Status chunk_error;
-    bool client_gone = false;
-    // Every chunk read is counted as received from the leader; what does not reach the client
-    // is counted as discarded. After a bad chunk or a gone client the stream is drained.
-    while (reader->Read(&chunk)) {
-      const int64_t received = chunk.token_ids_size();
-      rack_.throughput->RecordReceived(lease->leader_worker_id, received);
-      if (client_gone || !chunk_error.ok()) {
-        rack_.throughput->RecordDiscarded(received);
-        continue;
-      }
-      const int64_t first_index = static_cast<int64_t>(ledger.delivered().size());
-      absl::StatusOr<std::vector<int32_t>> fresh = ledger.Accept(
-          chunk.first_index(),
-          std::span<const int32_t>(chunk.token_ids().data(), chunk.token_ids().size()));
-      if (!fresh.ok()) {
-        rack_.throughput->RecordDiscarded(received);
-        chunk_error =
-            absl::Status(fresh.status().code(),
-                         absl::StrCat("replica ", lease->replica_id, " sent request ", request.id,
-                                      " a bad chunk: ", std::string(fresh.status().message())));
-        context.TryCancel();
-        continue;
-      }
-      const int64_t fresh_count = static_cast<int64_t>(fresh->size());
-      rack_.throughput->RecordDiscarded(received - fresh_count);  // resent across a failover
-      const absl::Time now = rack_.clock->Now();
-      if (fresh_count > 0) {
-        rack_.dispatcher->Delivered(*lease, fresh_count);
-        if (!first_token.has_value()) first_token = now;
-      }
-      finish = chunk.finish_reason();
-      v1::TokenChunk out;
-      if (finish != v1::FINISH_REASON_UNSPECIFIED) {
-        out = final_chunk(finish, *fresh);
-      } else if (fresh->empty()) {
-        continue;
-      } else {
-        out.set_request_id(request.id);
-        out.set_first_index(first_index);
-        out.mutable_token_ids()->Add(fresh->begin(), fresh->end());
-      }
-      if (!sink(out)) {
-        rack_.throughput->RecordDiscarded(fresh_count);
-        finish = v1::FINISH_REASON_UNSPECIFIED;
-        client_gone = true;
-        context.TryCancel();
-        continue;
-      }
-      rack_.throughput->RecordDelivered(now, fresh_count);
-      if (finish != v1::FINISH_REASON_UNSPECIFIED) break;
-    }
-    if (finish != v1::FINISH_REASON_UNSPECIFIED) context.TryCancel();  // do not wait for the end
-    const grpc::Status status = reader->Finish();
-    bool failover = false;
-    {
-      absl::MutexLock lock(&flight.mutex);
-      flight.upstream = nullptr;
-      flight.replica_id.clear();
-      flight.worker_ids.clear();
-      failover = flight.failover;
-    }
-    const int64_t delivered_now = static_cast<int64_t>(ledger.delivered().size());
-    rack_.dispatcher->Release(*lease, cost - (delivered_now - delivered_before));
-
-    if (!chunk_error.ok()) return chunk_error;
-    if (finish != v1::FINISH_REASON_UNSPECIFIED) return absl::OkStatus();
-    if (client_gone) return absl::CancelledError("the client went away");
-    if (cancelled()) {
-      sink(final_chunk(v1::FINISH_REASON_CANCELLED, {}));
-      return absl::OkStatus();
-    }
-    if (failover || status.error_code() == grpc::StatusCode::UNAVAILABLE) {
-      // The Submit stream broke: the worker it was issued to is dead — unless the worker itself
-      // answered (its replica failed or drains; wire::kWorkerAnsweredMetadata) or the
-      // coordinator is draining it.
-      const bool worker_answered =
-          context.GetServerTrailingMetadata().count(wire::kWorkerAnsweredMetadata) > 0;
-      if (worker_answered) rack_.dispatcher->OnRefused(lease->replica_id);
-      if (!failover && !worker_answered &&
-          !rack_.registry->DrainRequested(lease->leader_worker_id)) {
-        OnWorkerDead(lease->leader_worker_id);
-      }
-      last_error = absl::UnavailableError(
-          absl::StrCat("replica ", lease->replica_id, " failed: ", status.error_message()));
-      continue;
-    }
-    if (status.ok()) {
-      return absl::DataLossError(absl::StrCat("replica ", lease->replica_id, " ended request ",
-                                              request.id, " without a finish reason"));
-    }
-    return wire::FromGrpcStatus(status);
-  }
-  return absl::UnavailableError(
-      absl::StrCat("request ", request.id, ": gave up after ", options_.max_attempts,
-                   " replicas failed; last: ", std::string(last_error.message())));
 }
 
 namespace {
@@ -473,125 +159,223 @@ grpc::Status WithRetryHint(grpc::ServerContext* context, const absl::Status& sta
   return wire::ToGrpcStatus(status);
 }
 
+v1::Completion ErrorCompletion(const std::string& id, const absl::Status& status) {
+  v1::Completion completion;
+  completion.set_request_id(id);
+  completion.set_error_code(static_cast<int32_t>(status.code()));
+  completion.set_error_message(std::string(status.message()));
+  return completion;
+}
+
+// One Generate call's output: chunks queue up on the data path's threads; the handler writes.
+class ChunkStream final : public FlightObserver {
+ public:
+  void OnTokens(const std::string& id, int64_t first_index,
+                std::span<const int32_t> tokens) override {
+    v1::TokenChunk chunk;
+    chunk.set_request_id(id);
+    chunk.set_first_index(first_index);
+    chunk.mutable_token_ids()->Assign(tokens.begin(), tokens.end());
+    absl::MutexLock lock(&mutex_);
+    chunks_.push_back(std::move(chunk));
+  }
+  void OnEnd(v1::Completion completion) override {
+    absl::MutexLock lock(&mutex_);
+    if (completion.error_code() != 0) {
+      error_ = absl::Status(static_cast<absl::StatusCode>(completion.error_code()),
+                            completion.error_message());
+    } else {
+      v1::TokenChunk last;
+      last.set_request_id(completion.request_id());
+      last.set_first_index(completion.token_ids_size());
+      last.set_finish_reason(completion.finish_reason());
+      last.set_prompt_tokens(completion.prompt_tokens());
+      *last.mutable_timings() = completion.timings();
+      chunks_.push_back(std::move(last));
+    }
+    ended_ = true;
+  }
+
+  // Waits up to `timeout` for chunks; moves them into `out`. True once the flight ended and
+  // every chunk was taken.
+  bool Take(absl::Duration timeout, std::deque<v1::TokenChunk>* out, absl::Status* error) {
+    absl::MutexLock lock(&mutex_);
+    mutex_.AwaitWithTimeout(absl::Condition(
+                                +[](ChunkStream* self) {
+                                  self->mutex_.AssertHeld();
+                                  return self->ended_ || !self->chunks_.empty();
+                                },
+                                this),
+                            timeout);
+    out->swap(chunks_);
+    *error = error_;
+    return ended_;
+  }
+
+ private:
+  absl::Mutex mutex_;
+  std::deque<v1::TokenChunk> chunks_ ABSL_GUARDED_BY(mutex_);
+  bool ended_ ABSL_GUARDED_BY(mutex_) = false;
+  absl::Status error_ ABSL_GUARDED_BY(mutex_);
+};
+
+// One SubmitBatch stream: completions (and first-token notes) queue up; the handler writes.
+class BatchStream final : public FlightObserver {
+ public:
+  // A request of the batch is about to start. `notify_first_token`: send its first-token note.
+  void Starting(const std::string& id, bool notify_first_token, absl::Time now) {
+    absl::MutexLock lock(&mutex_);
+    running_.emplace(id, notify_first_token);
+    meter_.Issued(now);
+  }
+  // It did not start after all (`status` says why).
+  void NotStarted(const std::string& id, const absl::Status& status) {
+    absl::MutexLock lock(&mutex_);
+    running_.erase(id);
+    ready_.push_back(ErrorCompletion(id, status));
+  }
+  void Refused(const std::string& id, const absl::Status& status) {
+    absl::MutexLock lock(&mutex_);
+    ready_.push_back(ErrorCompletion(id, status));
+  }
+  void DoneReading() {
+    absl::MutexLock lock(&mutex_);
+    reading_ = false;
+  }
+
+  void OnFirstToken(const std::string& id, int32_t token, double ttft_seconds) override {
+    absl::MutexLock lock(&mutex_);
+    auto it = running_.find(id);
+    if (it == running_.end() || !it->second) return;
+    v1::Completion note;
+    note.set_request_id(id);
+    note.add_token_ids(token);
+    note.set_first_token(true);
+    note.mutable_timings()->set_ttft_seconds(ttft_seconds);
+    ready_.push_back(std::move(note));
+  }
+  void OnEnd(v1::Completion completion) override {
+    absl::MutexLock lock(&mutex_);
+    running_.erase(completion.request_id());
+    if (completion.error_code() == 0) meter_.Completed(absl::Now(), completion.token_ids_size());
+    ready_.push_back(std::move(completion));
+  }
+
+  // Waits up to `timeout` for completions; moves them into `out`. True once the reader is done,
+  // no request runs and everything was taken.
+  bool Take(absl::Duration timeout, std::deque<v1::Completion>* out) {
+    absl::MutexLock lock(&mutex_);
+    mutex_.AwaitWithTimeout(absl::Condition(
+                                +[](BatchStream* self) {
+                                  self->mutex_.AssertHeld();
+                                  return !self->ready_.empty() ||
+                                         (!self->reading_ && self->running_.empty());
+                                },
+                                this),
+                            timeout);
+    out->swap(ready_);
+    return out->empty() && !reading_ && running_.empty();
+  }
+  std::vector<std::string> Running() {
+    absl::MutexLock lock(&mutex_);
+    std::vector<std::string> ids;
+    for (const auto& [id, notify] : running_) ids.push_back(id);
+    return ids;
+  }
+  BatchJobMeter Meter() {
+    absl::MutexLock lock(&mutex_);
+    return meter_;
+  }
+
+ private:
+  absl::Mutex mutex_;
+  std::deque<v1::Completion> ready_ ABSL_GUARDED_BY(mutex_);  // to write, in completion order
+  absl::flat_hash_map<std::string, bool> running_ ABSL_GUARDED_BY(mutex_);  // id -> notify
+  bool reading_ ABSL_GUARDED_BY(mutex_) = true;
+  BatchJobMeter meter_ ABSL_GUARDED_BY(mutex_);
+};
+
 }  // namespace
 
 grpc::Status RackServiceImpl::Generate(grpc::ServerContext* context,
                                        const v1::GenerateRequest* request,
                                        grpc::ServerWriter<v1::TokenChunk>* writer) {
-  absl::StatusOr<Prepared> prepared =
-      Prepare(*request, [context] { return context->IsCancelled(); });
+  absl::StatusOr<FlightRequest> prepared = Prepare(*request);
   if (!prepared.ok()) return wire::ToGrpcStatus(prepared.status());
-  const absl::Status status =
-      Run(*prepared, [writer](const v1::TokenChunk& chunk) { return writer->Write(chunk); });
-  Untrack(prepared->id);
-  return WithRetryHint(context, status);
+  const std::string id = prepared->id;
+  ChunkStream stream;
+  const absl::Status started =
+      data_path_.Start(*std::move(prepared), &stream, [context] { return context->IsCancelled(); });
+  if (!started.ok()) return WithRetryHint(context, started);
+  // The only thread that writes to the call and asks whether its client is gone.
+  bool gone = false;
+  while (true) {
+    std::deque<v1::TokenChunk> chunks;
+    absl::Status error;
+    const bool ended = stream.Take(kMonitorPeriod, &chunks, &error);
+    for (const v1::TokenChunk& chunk : chunks) {
+      if (!gone && !writer->Write(chunk)) gone = true;
+    }
+    if (ended) {
+      if (gone) return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
+      return WithRetryHint(context, error);
+    }
+    if (!gone && context->IsCancelled()) gone = true;
+    if (gone) data_path_.Cancel(id).IgnoreError();  // NOT_FOUND: it is ending anyway
+  }
 }
 
 grpc::Status RackServiceImpl::SubmitBatch(
     grpc::ServerContext* context,
     grpc::ServerReaderWriter<v1::Completion, v1::GenerateRequest>* stream) {
-  // One thread reads the requests and starts one thread per admitted request; completions queue
-  // up and only this handler thread writes them. Only this thread asks the call whether the client
-  // is gone (every 100 ms, into `gone`): ServerContext::IsCancelled plucks the call's completion
-  // queue, which takes at most 6 concurrent pluckers — hundreds of request threads asking made
-  // the stream's own Read/Write plucks fail (a lost completion, then an aborted process).
-  // Shared with the request threads, which may outlive this frame by their last instructions.
-  // When the batch's client goes away its requests are cancelled (their flights' client_gone),
-  // so every thread ends and this handler returns.
-  struct Batch {
-    absl::Mutex mutex;
-    int64_t active ABSL_GUARDED_BY(mutex) = 0;  // request threads running
-    bool reading ABSL_GUARDED_BY(mutex) = true;
-    std::deque<v1::Completion> ready ABSL_GUARDED_BY(mutex);  // to write, in completion order
-    absl::CondVar changed;
-    BatchJobMeter meter ABSL_GUARDED_BY(mutex);
-    std::atomic<bool> gone{false};  // the client went away
-  };
-  auto batch = std::make_shared<Batch>();
-  auto finish = [batch](v1::Completion completion) {
-    absl::MutexLock lock(&batch->mutex);
-    batch->ready.push_back(std::move(completion));
-    batch->changed.SignalAll();
-  };
-  auto error_completion = [](const std::string& id, const absl::Status& status) {
-    v1::Completion completion;
-    completion.set_request_id(id);
-    completion.set_error_code(static_cast<int32_t>(status.code()));
-    completion.set_error_message(std::string(status.message()));
-    return completion;
-  };
-
+  // One thread reads the requests and starts them (blocking while the rack has no credit); the
+  // data path's threads queue completions; only this handler thread writes them and asks the
+  // call whether its client is gone (ServerContext::IsCancelled plucks the call's completion
+  // queue, which takes a handful of concurrent pluckers — more broke the stream's own
+  // Read/Write). When the client goes away, the batch's requests are cancelled.
+  BatchStream batch;
+  std::atomic<bool> gone{false};
   std::thread reader([&] {
     v1::GenerateRequest request;
     int64_t count = 0;
-    while (stream->Read(&request)) {
+    while (!gone && stream->Read(&request)) {
       if (++count > options_.max_batch_requests) {
-        finish(error_completion(request.request_id(),
-                                absl::InvalidArgumentError(
-                                    absl::StrCat("batch: more than ", options_.max_batch_requests,
-                                                 " requests in one SubmitBatch stream"))));
+        batch.Refused(request.request_id(),
+                      absl::InvalidArgumentError(
+                          absl::StrCat("batch: more than ", options_.max_batch_requests,
+                                       " requests in one SubmitBatch stream")));
         continue;
       }
-      absl::StatusOr<Prepared> prepared = Prepare(request, [batch] { return batch->gone.load(); });
+      absl::StatusOr<FlightRequest> prepared = Prepare(request);
       if (!prepared.ok()) {
-        finish(error_completion(request.request_id(), prepared.status()));
+        batch.Refused(request.request_id(), prepared.status());
         continue;
       }
-      {
-        absl::MutexLock lock(&batch->mutex);
-        while (batch->active >= options_.batch_concurrency) batch->changed.Wait(&batch->mutex);
-        ++batch->active;
-        batch->meter.Issued(rack_.clock->Now());
-      }
-      std::thread([this, batch, error_completion, p = std::move(*prepared)]() mutable {
-        v1::Completion completion;
-        completion.set_request_id(p.id);
-        const absl::Status status = Run(p, [&completion, &batch](const v1::TokenChunk& chunk) {
-          if (batch->gone) return false;
-          completion.mutable_token_ids()->Add(chunk.token_ids().begin(), chunk.token_ids().end());
-          if (chunk.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) {
-            completion.set_finish_reason(chunk.finish_reason());
-            *completion.mutable_timings() = chunk.timings();
-            completion.set_prompt_tokens(chunk.prompt_tokens());
-          }
-          return true;
-        });
-        Untrack(p.id);
-        const int64_t generated = completion.token_ids_size();
-        absl::MutexLock lock(&batch->mutex);
-        batch->ready.push_back(status.ok() ? std::move(completion)
-                                           : error_completion(p.id, status));
-        batch->meter.Completed(rack_.clock->Now(), generated);
-        --batch->active;
-        batch->changed.SignalAll();
-      }).detach();
+      const std::string id = prepared->id;
+      batch.Starting(id, request.notify_first_token(), rack_.clock->Now());
+      const absl::Status started =
+          data_path_.Start(*std::move(prepared), &batch, [&gone] { return gone.load(); });
+      if (!started.ok()) batch.NotStarted(id, started);
     }
-    absl::MutexLock lock(&batch->mutex);
-    batch->reading = false;
-    batch->changed.SignalAll();
+    batch.DoneReading();
   });
 
   while (true) {
     std::deque<v1::Completion> ready;
-    {
-      absl::MutexLock lock(&batch->mutex);
-      while (batch->ready.empty() && (batch->reading || batch->active > 0)) {
-        batch->changed.WaitWithTimeout(&batch->mutex, absl::Milliseconds(100));
-        if (!batch->gone && context->IsCancelled()) batch->gone = true;
-      }
-      if (batch->ready.empty()) break;  // nothing left to read, run or write
-      ready.swap(batch->ready);
-    }
+    const bool done = batch.Take(kMonitorPeriod, &ready);
     for (const v1::Completion& completion : ready) {
-      if (!batch->gone && !stream->Write(completion)) batch->gone = true;
+      if (!gone && !stream->Write(completion)) gone = true;
+    }
+    if (done) break;
+    if (!gone && context->IsCancelled()) gone = true;
+    if (gone) {
+      for (const std::string& id : batch.Running()) data_path_.Cancel(id).IgnoreError();
     }
   }
   reader.join();
-  absl::MutexLock lock(&batch->mutex);
-  context->AddTrailingMetadata("batch-generated-tokens",
-                               absl::StrCat(batch->meter.generated_tokens()));
-  context->AddTrailingMetadata("batch-tokens-per-second",
-                               absl::StrCat(batch->meter.TokensPerSecond()));
+  const BatchJobMeter meter = batch.Meter();
+  context->AddTrailingMetadata("batch-generated-tokens", absl::StrCat(meter.generated_tokens()));
+  context->AddTrailingMetadata("batch-tokens-per-second", absl::StrCat(meter.TokensPerSecond()));
   return grpc::Status::OK;
 }
 
@@ -601,23 +385,7 @@ grpc::Status RackServiceImpl::Cancel(grpc::ServerContext* /*context*/,
   if (request->request_id().empty()) {
     return wire::ToGrpcStatus(absl::InvalidArgumentError("request_id: empty"));
   }
-  std::shared_ptr<InFlight> flight;
-  {
-    absl::MutexLock lock(&mutex_);
-    auto it = in_flight_.find(request->request_id());
-    if (it == in_flight_.end()) {
-      return wire::ToGrpcStatus(absl::NotFoundError(
-          absl::StrCat("request_id: no request \"", request->request_id(), "\" in flight")));
-    }
-    flight = it->second;
-  }
-  {
-    absl::MutexLock lock(&flight->mutex);
-    flight->cancelled = true;
-    if (flight->upstream != nullptr) flight->upstream->TryCancel();
-  }
-  rack_.dispatcher->Wake();
-  return grpc::Status::OK;
+  return wire::ToGrpcStatus(data_path_.Cancel(request->request_id()));
 }
 
 namespace {
@@ -678,9 +446,8 @@ void RackServiceImpl::FillStats(v1::RackStats* stats) const {
   }
   stats->set_requests_queued(rack_.dispatcher->queued());
   stats->set_uptime_seconds(absl::ToDoubleSeconds(now - started_));
-  absl::MutexLock lock(&mutex_);
-  stats->set_requests_in_flight(static_cast<int64_t>(in_flight_.size()));
-  stats->set_requests_completed(completed_);
+  stats->set_requests_in_flight(data_path_.in_flight());
+  stats->set_requests_completed(data_path_.completed());
 }
 
 void RackServiceImpl::FillTopology(v1::Topology* out) const {
@@ -757,7 +524,7 @@ grpc::Status RackServiceImpl::DrainVm(grpc::ServerContext* /*context*/,
                                                 : rack_.registry->Drain(request->vm());
   if (!status.ok()) return wire::ToGrpcStatus(status);
   rack_.dispatcher->Wake();  // resumed replicas take waiting requests
-  response->set_requests_left(RequestsOnVm(request->vm()));
+  response->set_requests_left(data_path_.RequestsOnVm(request->vm()));
   std::string address;
   response->set_state(StateName(rack_.registry->VmState(request->vm(), &address)));
   return grpc::Status::OK;

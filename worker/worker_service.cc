@@ -5,15 +5,22 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "proto/wire_conversion.h"
+#include "worker/serve_session.h"
 
 namespace rackserve::worker {
 namespace {
 
 // How often a blocked Submit handler checks whether its client went away.
 constexpr auto kCancelPollInterval = std::chrono::milliseconds(50);
+
+// How long the Serve handler waits for output before it checks whether the call was cancelled;
+// while output flows, a cancelled call shows as a failed Write.
+constexpr absl::Duration kServePollInterval = absl::Milliseconds(100);
 
 // Chunks from the replica's step thread to the handler thread. Shared: the sink may outlive the
 // handler (a cancelled client).
@@ -40,6 +47,38 @@ grpc::Status AnsweredFailure(grpc::ServerContext* context, const absl::Status& s
 }
 
 }  // namespace
+
+grpc::Status WorkerServiceImpl::Serve(
+    grpc::ServerContext* context,
+    grpc::ServerReaderWriter<v1::ServeOutbound, v1::ServeInbound>* stream) {
+  const std::shared_ptr<ServeSession> session = ServeSession::Create(registry_);
+  // Read fails both on half-close and on a broken call; the handler tells them apart.
+  std::thread reader([&] {
+    v1::ServeInbound inbound;
+    while (stream->Read(&inbound)) {
+      for (const v1::ReplicaRequest& request : inbound.submit()) session->Submit(request);
+      for (const uint64_t handle : inbound.cancel()) session->Cancel(handle);
+    }
+    session->CloseInput();
+  });
+
+  bool broken = false;
+  v1::ServeOutbound outbound;  // reused: its fields' capacity carries over between batches
+  absl::Time next_check = absl::Now() + kServePollInterval;
+  while (!broken) {
+    const ServeSession::TakeResult taken = session->Take(kServePollInterval, &outbound);
+    if (taken == ServeSession::TakeResult::kDone) break;
+    if (taken == ServeSession::TakeResult::kTaken && !stream->Write(outbound)) broken = true;
+    if (!broken && absl::Now() >= next_check) {
+      broken = context->IsCancelled();
+      next_check = absl::Now() + kServePollInterval;
+    }
+  }
+  if (broken) session->CancelAll();
+  reader.join();
+  if (broken) return grpc::Status(grpc::StatusCode::CANCELLED, "the Serve stream broke");
+  return grpc::Status::OK;
+}
 
 grpc::Status WorkerServiceImpl::Submit(grpc::ServerContext* context,
                                        const v1::ReplicaRequest* request,

@@ -80,53 +80,73 @@ class FakeWorker final : public v1::WorkerService::Service {
     if (heartbeat_.joinable()) heartbeat_.join();
   }
 
-  grpc::Status Submit(grpc::ServerContext* context, const v1::ReplicaRequest* request,
-                      grpc::ServerWriter<v1::TokenChunk>* writer) override {
-    const std::vector<int32_t> prompt(request->prompt_token_ids().begin(),
-                                      request->prompt_token_ids().end());
-    {
-      absl::MutexLock lock(&mutex_);
-      resume_sizes_.push_back(request->resume_token_ids_size());
-    }
-    const int64_t max_new = request->sampling().max_new_tokens();
-    int64_t sent_here = 0;
-    ++active_;
-    struct Leave {
-      std::atomic<int64_t>& active;
-      ~Leave() { --active; }
-    } leave{active_};
-    const int64_t start = std::max<int64_t>(0, request->resume_token_ids_size() - overlap_);
-    for (int64_t i = start; i < max_new; ++i) {
-      if (context->IsCancelled()) return grpc::Status::CANCELLED;
-      if (break_after_ >= 0 && sent_here == break_after_) {
-        break_after_ = -1;      // once
-        if (answer_failure_) {  // the worker itself ends the call: its replica failed
-          context->AddTrailingMetadata(wire::kWorkerAnsweredMetadata, "1");
-          return grpc::Status(grpc::StatusCode::UNAVAILABLE, "fake replica failed");
+  // The data path: each submission runs on a thread of its own that sends one token per
+  // token_delay_ms_; only this handler writes to the stream.
+  grpc::Status Serve(grpc::ServerContext* context,
+                     grpc::ServerReaderWriter<v1::ServeOutbound, v1::ServeInbound>* stream) override {
+    Session session;
+    std::vector<std::thread> requests;
+    std::thread reader([&] {
+      v1::ServeInbound inbound;
+      while (stream->Read(&inbound)) {
+        absl::MutexLock lock(&session.mutex);
+        for (uint64_t handle : inbound.cancel()) session.cancelled.insert(handle);
+        for (const v1::ReplicaRequest& request : inbound.submit()) {
+          {
+            absl::MutexLock resume_lock(&mutex_);
+            resume_sizes_.push_back(request.resume_token_ids_size());
+          }
+          ++session.running;
+          requests.emplace_back([this, &session, request] { Run(session, request); });
         }
-        return grpc::Status(grpc::StatusCode::UNAVAILABLE, "fake worker broke its stream");
       }
-      absl::SleepFor(absl::Milliseconds(token_delay_ms_.load()));
-      v1::TokenChunk chunk;
-      chunk.set_request_id(request->request_id());
-      chunk.set_first_index(i);
-      chunk.add_token_ids(ExpectedToken(prompt, i));
-      if (i + 1 == max_new) chunk.set_finish_reason(v1::FINISH_REASON_MAX_TOKENS);
-      if (!writer->Write(chunk)) return grpc::Status::CANCELLED;
-      ++generated_;
-      ++sent_here;
+      absl::MutexLock lock(&session.mutex);
+      session.reading = false;
+    });
+    bool broken = false;
+    while (true) {
+      v1::ServeOutbound out;
+      bool done;
+      {
+        absl::MutexLock lock(&session.mutex);
+        session.mutex.AwaitWithTimeout(
+            absl::Condition(
+                +[](Session* s) {
+                  return s->broken || s->out.handles_size() > 0 || s->out.ends_size() > 0 ||
+                         (!s->reading && s->running == 0);
+                },
+                &session),
+            absl::Milliseconds(50));
+        out.Swap(&session.out);
+        broken = session.broken;
+        done = !session.reading && session.running == 0;
+      }
+      // What was produced before the break still goes out (the client resumes after it).
+      if (out.handles_size() > 0 || out.ends_size() > 0) stream->Write(out);
+      if (broken || done) break;
+      if (context->IsCancelled()) {
+        absl::MutexLock lock(&session.mutex);
+        session.broken = true;
+      }
     }
+    {
+      absl::MutexLock lock(&session.mutex);
+      session.broken = true;  // the request threads stop
+    }
+    if (broken) context->TryCancel();  // ends the reader's Read
+    reader.join();
+    for (std::thread& t : requests) t.join();
+    if (broken) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "fake worker broke its stream");
     return grpc::Status::OK;
   }
 
   std::atomic<int64_t> break_after_{-1};     // tokens before the stream breaks (once); -1 never
-  std::atomic<bool> answer_failure_{false};  // break_after_ ends the call as a failed replica
+  std::atomic<bool> answer_failure_{false};  // break_after_ ends the submission as a failed replica
   std::atomic<int64_t> token_delay_ms_{0};
   std::atomic<bool> silent_{false};  // keeps the heartbeat stream open but sends nothing
   std::atomic<int64_t> generated_{0};
   std::atomic<int64_t> credit_{100000};
-  std::atomic<int64_t> overlap_{0};       // tokens before the resume point sent again (failover)
-  std::atomic<int64_t> active_{0};        // Submit calls running
+  std::atomic<int64_t> active_{0};        // submissions running
   std::atomic<bool> drain_acked_{false};  // the last HeartbeatAck asked to drain
   const std::string& worker_id() const { return worker_id_; }
   const std::vector<std::string>& replicas() const { return replicas_; }
@@ -136,6 +156,65 @@ class FakeWorker final : public v1::WorkerService::Service {
   }
 
  private:
+  // One Serve stream.
+  struct Session {
+    absl::Mutex mutex;
+    v1::ServeOutbound out ABSL_GUARDED_BY(mutex);
+    std::set<uint64_t> cancelled ABSL_GUARDED_BY(mutex);
+    int64_t running ABSL_GUARDED_BY(mutex) = 0;
+    bool reading ABSL_GUARDED_BY(mutex) = true;
+    bool broken ABSL_GUARDED_BY(mutex) = false;  // the stream ends now, UNAVAILABLE
+  };
+
+  void Run(Session& session, const v1::ReplicaRequest& request) {
+    const std::vector<int32_t> prompt(request.prompt_token_ids().begin(),
+                                      request.prompt_token_ids().end());
+    const int64_t max_new = request.sampling().max_new_tokens();
+    ++active_;
+    v1::SubmissionEnd end;
+    end.set_handle(request.handle());
+    int64_t sent_here = 0;
+    for (int64_t i = request.resume_token_ids_size(); i <= max_new; ++i) {
+      absl::MutexLock lock(&session.mutex);
+      if (session.broken) {
+        end.set_handle(0);  // nobody to tell
+        break;
+      }
+      if (session.cancelled.count(request.handle()) > 0) {
+        end.set_finish_reason(v1::FINISH_REASON_CANCELLED);
+        break;
+      }
+      if (i == max_new) {
+        end.set_finish_reason(v1::FINISH_REASON_MAX_TOKENS);
+        end.set_prompt_tokens(static_cast<int64_t>(prompt.size()));
+        break;
+      }
+      if (break_after_ >= 0 && sent_here == break_after_) {
+        break_after_ = -1;      // once
+        if (answer_failure_) {  // the worker itself ends the submission: its replica failed
+          end.set_error_code(static_cast<int32_t>(absl::StatusCode::kUnavailable));
+          end.set_error_message("fake replica failed");
+        } else {
+          session.broken = true;
+          end.set_handle(0);
+        }
+        break;
+      }
+      session.mutex.Unlock();
+      absl::SleepFor(absl::Milliseconds(token_delay_ms_.load()));
+      session.mutex.Lock();
+      session.out.add_handles(request.handle());
+      session.out.add_counts(1);
+      session.out.add_token_ids(ExpectedToken(prompt, i));
+      ++generated_;
+      ++sent_here;
+    }
+    --active_;
+    absl::MutexLock lock(&session.mutex);
+    if (end.handle() != 0) *session.out.add_ends() = end;
+    --session.running;
+  }
+
   void HeartbeatLoop() {
     grpc::ClientContext context;
     auto stream = stub_->Heartbeats(&context);
@@ -197,7 +276,7 @@ class RackServiceTest : public ::testing::Test {
     RackServiceOptions options;
     options.vocab_size = kVocab;
     options.max_context = 512;
-    options.dispatch_timeout = absl::Seconds(5);
+    options.data_path.dispatch_timeout = absl::Seconds(5);
     options.max_batch_requests = max_batch_requests;
     auto service = RackServiceImpl::Create(options, rack);
     ASSERT_TRUE(service.ok()) << service.status();
@@ -382,7 +461,6 @@ TEST_F(RackServiceTest, DuplicateRequestIdIsInvalidArgument) {
 
 TEST_F(RackServiceTest, BrokenStreamFailsOverWithResumeTokens) {
   workers_[0]->break_after_ = 3;  // r0 (vm0) is first in order: it runs the request first
-  workers_[1]->overlap_ = 2;      // and vm1 resends two tokens the client already has
   const std::vector<int32_t> prompt = {4, 5, 6, 7};
   const Output out = Generate(Request("f", prompt, 12));
   ExpectComplete(out, prompt, 12);
@@ -392,11 +470,11 @@ TEST_F(RackServiceTest, BrokenStreamFailsOverWithResumeTokens) {
     resumes.insert(resumes.end(), sizes.begin(), sizes.end());
   }
   EXPECT_THAT(resumes, ::testing::UnorderedElementsAre(0, 3));
-  // The audit: 3 tokens from vm0, then 12 - 3 + 2 resent ones from vm1, 2 of them discarded.
+  // The audit: 3 tokens from vm0, then the other 9 from vm1, none discarded.
   const v1::RackStats stats = Stats();
   EXPECT_EQ(stats.audit().delivered_tokens(), 12);
-  EXPECT_EQ(stats.audit().received_tokens(), 14);
-  EXPECT_EQ(stats.audit().discarded_tokens(), 2);
+  EXPECT_EQ(stats.audit().received_tokens(), 12);
+  EXPECT_EQ(stats.audit().discarded_tokens(), 0);
   EXPECT_TRUE(stats.audit().exact());
   EXPECT_EQ(stats.audit().received_tokens(),
             stats.audit().worker_reported_tokens() + stats.audit().unreported_tokens());
@@ -554,6 +632,40 @@ TEST_F(RackServiceTest, SubmitBatchCompletesEveryRequestAndTheAuditAddsUp) {
   EXPECT_EQ(stats.devices_size(), 2);
 }
 
+TEST_F(RackServiceTest, SubmitBatchSendsFirstTokenNotesBeforeTheirCompletions) {
+  for (auto& w : workers_) w->token_delay_ms_ = 10;
+  grpc::ClientContext context;
+  auto stream = client_->SubmitBatch(&context);
+  constexpr int kRequests = 6;
+  for (int i = 0; i < kRequests; ++i) {
+    v1::GenerateRequest request = Request(absl::StrCat("n", i), {i + 3}, 5);
+    request.set_notify_first_token(i % 2 == 0);  // the odd ones get no note
+    ASSERT_TRUE(stream->Write(request));
+  }
+  stream->WritesDone();
+  std::set<int> noted, completed;
+  v1::Completion message;
+  while (stream->Read(&message)) {
+    const int i = std::stoi(message.request_id().substr(1));
+    if (message.first_token()) {
+      EXPECT_EQ(i % 2, 0) << message.request_id();
+      EXPECT_EQ(completed.count(i), 0u) << "the note of " << message.request_id() << " came last";
+      ASSERT_EQ(message.token_ids_size(), 1);
+      EXPECT_EQ(message.token_ids(0), ExpectedToken({i + 3}, 0));
+      EXPECT_GT(message.timings().ttft_seconds(), 0);
+      EXPECT_TRUE(noted.insert(i).second) << "two notes for " << message.request_id();
+      continue;
+    }
+    EXPECT_EQ(message.error_code(), 0) << message.error_message();
+    EXPECT_EQ(message.token_ids_size(), 5);
+    EXPECT_GE(message.timings().ttft_seconds(), 0.01);
+    completed.insert(i);
+  }
+  ASSERT_TRUE(stream->Finish().ok());
+  EXPECT_EQ(noted, (std::set<int>{0, 2, 4}));
+  EXPECT_EQ(completed.size(), static_cast<size_t>(kRequests));
+}
+
 TEST_F(RackServiceTest, TopologyShowsWorkerStates) {
   workers_[1]->silent_ = true;
   absl::SleepFor(absl::Milliseconds(1300));
@@ -651,11 +763,11 @@ TEST_F(RackServiceTest, SubmitBatchClientGoneCancelsItsQueuedAndRunningRequests)
   auto stream = client_->SubmitBatch(&context);
   ASSERT_TRUE(stream->Write(Request("run0", {1, 2}, 100)));
   ASSERT_TRUE(stream->Write(Request("run1", {3, 4}, 100)));
-  // The batch's requests race to the dispatcher: the waiting ones come after the running ones.
   ASSERT_TRUE(Eventually([this] { return workers_[0]->active_ + workers_[1]->active_ == 2; }));
+  // The batch's reader waits with wait0 for credit; wait1 is not read yet.
   ASSERT_TRUE(stream->Write(Request("wait0", {5, 6}, 300)));
   ASSERT_TRUE(stream->Write(Request("wait1", {7, 8}, 300)));
-  ASSERT_TRUE(Eventually([this] { return dispatcher_->queued() == 2; }));
+  ASSERT_TRUE(Eventually([this] { return dispatcher_->queued() == 1; }));
   context.TryCancel();
   EXPECT_TRUE(Eventually([this] {
     const v1::RackStats stats = Stats();

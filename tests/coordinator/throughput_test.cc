@@ -5,15 +5,12 @@
 #include <vector>
 
 #include "coordinator/clock.h"
-#include "coordinator/token_ledger.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
 namespace rackserve::coordinator {
 namespace {
 
-using ::testing::ElementsAre;
-using ::testing::HasSubstr;
 
 TEST(RateWindowTest, RatesOverSlidingWindows) {
   FakeClock clock;
@@ -153,25 +150,6 @@ TEST(BatchJobMeterTest, MlperfOfflineDefinition) {
   m.Completed(clock.Now(), 500);
   EXPECT_DOUBLE_EQ(m.TokensPerSecond(), 800.0 / 4);
   EXPECT_EQ(m.generated_tokens(), 800);
-}
-
-TEST(TokenLedgerTest, FailoverChunksAreDeduplicatedByIndex) {
-  TokenLedger ledger;
-  auto a = ledger.Accept(0, std::vector<int32_t>{5, 6, 7});
-  ASSERT_TRUE(a.ok());
-  EXPECT_THAT(*a, ElementsAre(5, 6, 7));
-  // The replica died; the next one resumes at 3 but resends token 2 in an overlapping chunk.
-  auto b = ledger.Accept(2, std::vector<int32_t>{7, 8, 9});
-  ASSERT_TRUE(b.ok());
-  EXPECT_THAT(*b, ElementsAre(8, 9));
-  EXPECT_THAT(ledger.Accept(0, std::vector<int32_t>{5}).value(), ElementsAre());
-  EXPECT_THAT(ledger.delivered(), ElementsAre(5, 6, 7, 8, 9));
-  auto gap = ledger.Accept(7, std::vector<int32_t>{1});
-  EXPECT_EQ(gap.status().code(), absl::StatusCode::kDataLoss);
-  EXPECT_THAT(std::string(gap.status().message()), HasSubstr("first_index"));
-  auto differ = ledger.Accept(4, std::vector<int32_t>{1});
-  EXPECT_EQ(differ.status().code(), absl::StatusCode::kDataLoss);
-  EXPECT_EQ(ledger.Accept(-1, {}).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "coordinator/coordinator_service.h"
 
+#include <cstdio>
 #include <utility>
 #include <vector>
 
@@ -83,6 +84,8 @@ grpc::Status CoordinatorServiceImpl::Heartbeats(
     if (!stream->Write(ack)) break;
   }
   if (!worker_id.empty()) {
+    std::fprintf(stderr, "worker %s: its heartbeat stream ended (%s)\n", worker_id.c_str(),
+                 status.ok() ? "closed" : std::string(status.message()).c_str());
     rack_.registry->MarkDead(worker_id);
     on_worker_dead_(worker_id);
   }

@@ -1,6 +1,7 @@
 #include "coordinator/data_path.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <optional>
 #include <utility>
 
@@ -98,6 +99,7 @@ absl::Status DataPath::Start(FlightRequest request, FlightObserver* observer,
   auto flight = std::make_shared<Flight>();
   flight->request = std::move(request);
   flight->observer = observer;
+  flight->tokens.reserve(static_cast<size_t>(flight->request.params.max_new_tokens));
   {
     absl::MutexLock lock(&mutex_);
     if (stopping_) return absl::UnavailableError("the coordinator is shutting down");
@@ -255,8 +257,9 @@ void DataPath::OnOutbound(WorkerLink* link, const v1::ServeOutbound& outbound) {
   const int64_t received = outbound.token_ids_size();
   int64_t delivered = 0;
   int64_t discarded = 0;
-  // Delivered tokens per replica, charged to the dispatcher once per message.
-  absl::flat_hash_map<std::string, std::pair<Lease, int64_t>> per_replica;
+  // Delivered tokens per replica, charged to the dispatcher once per message (a worker serves a
+  // handful of replicas: a short list beats a map).
+  std::vector<std::pair<Lease, int64_t>> per_replica;
   bool malformed = outbound.handles_size() != outbound.counts_size();
   {
     absl::MutexLock lock(&mutex_);
@@ -279,9 +282,14 @@ void DataPath::OnOutbound(WorkerLink* link, const v1::ServeOutbound& outbound) {
       const int64_t first_index = static_cast<int64_t>(flight.tokens.size());
       flight.tokens.insert(flight.tokens.end(), tokens.begin(), tokens.end());
       delivered += count;
-      auto [entry, inserted] = per_replica.try_emplace(flight.lease.replica_id);
-      if (inserted) entry->second.first = flight.lease;
-      entry->second.second += count;
+      auto charged = std::find_if(per_replica.begin(), per_replica.end(), [&](const auto& c) {
+        return c.first.replica_id == flight.lease.replica_id;
+      });
+      if (charged == per_replica.end()) {
+        per_replica.emplace_back(flight.lease, 0);
+        charged = per_replica.end() - 1;
+      }
+      charged->second += count;
       flight.observer->OnTokens(flight.request.id, first_index, tokens);
       if (!flight.first_token.has_value() && count > 0) {
         flight.first_token = now;
@@ -317,9 +325,7 @@ void DataPath::OnOutbound(WorkerLink* link, const v1::ServeOutbound& outbound) {
     discarded += received - delivered;
     link->Close();  // its flights fail over when the link reports broken
   }
-  for (const auto& [replica, charged] : per_replica) {
-    rack_.dispatcher->Delivered(charged.first, charged.second);
-  }
+  for (const auto& [lease, tokens] : per_replica) rack_.dispatcher->Delivered(lease, tokens);
   rack_.throughput->RecordReceived(link->worker_id(), received);
   rack_.throughput->RecordDelivered(now, delivered);
   if (discarded > 0) rack_.throughput->RecordDiscarded(discarded);
@@ -343,6 +349,8 @@ void DataPath::OnLinkBroken(WorkerLink* link, const absl::Status& status) {
   }
   // The worker is gone unless the coordinator is draining it (it may exit when done).
   if (rack_.registry->Alive(worker_id) && !rack_.registry->DrainRequested(worker_id)) {
+    std::fprintf(stderr, "worker %s (vm %s) unreachable: %s\n", worker_id.c_str(),
+                 rack_.registry->VmOf(worker_id).c_str(), std::string(status.message()).c_str());
     OnWorkerDead(worker_id);
   }
   rack_.dispatcher->Wake();
@@ -353,6 +361,7 @@ void DataPath::OnWorkerDead(const std::string& worker_id) {
   rack_.registry->MarkDead(worker_id);
   {
     absl::MutexLock lock(&mutex_);
+    int64_t moved = 0;
     std::vector<std::shared_ptr<Flight>> affected;
     for (const auto& [handle, flight] : by_handle_) {
       const std::vector<std::string>& ids = flight->lease.worker_ids;
@@ -364,7 +373,10 @@ void DataPath::OnWorkerDead(const std::string& worker_id) {
       DetachLocked(*flight);
       FailOverLocked(flight, absl::UnavailableError(absl::StrCat("worker ", worker_id,
                                                                  " of its replica died")));
+      ++moved;
     }
+    std::fprintf(stderr, "worker %s declared dead; %lld requests fail over\n", worker_id.c_str(),
+                 static_cast<long long>(moved));
     auto it = links_.find(worker_id);
     if (it != links_.end()) RetireLinkLocked(it->second.get());
   }

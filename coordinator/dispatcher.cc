@@ -17,22 +17,37 @@ Dispatcher::Dispatcher(Registry* registry, std::unique_ptr<RoutingPolicy> policy
                        int64_t queue_limit)
     : registry_(registry), policy_(std::move(policy)), queue_(queue_limit) {}
 
+size_t Dispatcher::IndexLocked(const std::string& replica_id) {
+  auto [it, inserted] = index_.try_emplace(replica_id, index_.size());
+  if (inserted) {
+    outstanding_.push_back(0);
+    since_report_.push_back(0);
+  }
+  return it->second;
+}
+
 std::optional<Lease> Dispatcher::TryPlaceLocked(std::span<const int32_t> prompt, int64_t cost,
                                                 std::string_view pinned_replica) {
+  const std::shared_ptr<const std::vector<ReplicaStatus>> replicas = registry_->ReplicasSnapshot();
+  if (index_.size() < replicas->size()) {
+    for (const ReplicaStatus& r : *replicas) IndexLocked(r.id);
+  }
   std::vector<RouteCandidate> candidates;
-  std::vector<ReplicaStatus> replicas = registry_->Replicas();
-  for (const ReplicaStatus& r : replicas) {
+  candidates.reserve(replicas->size());
+  for (const ReplicaStatus& r : *replicas) {
     if (!r.live || r.address.empty()) continue;
     if (!pinned_replica.empty() && r.id != pinned_replica) continue;
-    candidates.push_back({r.id, outstanding_[r.id], r.free_token_credit - since_report_[r.id]});
+    const size_t i = index_.at(r.id);
+    candidates.push_back({r.id, outstanding_[i], r.free_token_credit - since_report_[i]});
   }
   const std::optional<std::string> picked = policy_->Pick(candidates, prompt, cost);
   if (!picked.has_value()) return std::nullopt;
-  for (ReplicaStatus& r : replicas) {
+  for (const ReplicaStatus& r : *replicas) {
     if (r.id != *picked) continue;
-    outstanding_[r.id] += cost;
-    since_report_[r.id] += cost;
-    return Lease{r.id, r.address, r.leader_vm, r.leader_worker_id, std::move(r.worker_ids), cost};
+    const size_t i = index_.at(r.id);
+    outstanding_[i] += cost;
+    since_report_[i] += cost;
+    return Lease{r.id, i, r.address, r.leader_vm, r.leader_worker_id, r.worker_ids, cost};
   }
   return std::nullopt;
 }
@@ -87,24 +102,24 @@ absl::StatusOr<Lease> Dispatcher::Acquire(std::span<const int32_t> prompt, int64
 
 void Dispatcher::Delivered(const Lease& lease, int64_t tokens) {
   absl::MutexLock lock(&mutex_);
-  outstanding_[lease.replica_id] -= tokens;
+  outstanding_[lease.replica_index] -= tokens;
 }
 
 void Dispatcher::Release(const Lease& lease, int64_t remaining) {
   absl::MutexLock lock(&mutex_);
-  outstanding_[lease.replica_id] -= remaining;
+  outstanding_[lease.replica_index] -= remaining;
   changed_.SignalAll();
 }
 
 void Dispatcher::OnCreditReport(const std::string& replica_id) {
   absl::MutexLock lock(&mutex_);
-  since_report_[replica_id] = 0;
+  since_report_[IndexLocked(replica_id)] = 0;
   changed_.SignalAll();
 }
 
 void Dispatcher::OnRefused(const std::string& replica_id) {
   absl::MutexLock lock(&mutex_);
-  since_report_[replica_id] = std::numeric_limits<int64_t>::max() / 2;
+  since_report_[IndexLocked(replica_id)] = std::numeric_limits<int64_t>::max() / 2;
   changed_.SignalAll();
 }
 
@@ -120,8 +135,8 @@ int64_t Dispatcher::queued() const {
 
 int64_t Dispatcher::outstanding_tokens(const std::string& replica_id) const {
   absl::MutexLock lock(&mutex_);
-  auto it = outstanding_.find(replica_id);
-  return it == outstanding_.end() ? 0 : it->second;
+  auto it = index_.find(replica_id);
+  return it == index_.end() ? 0 : outstanding_[it->second];
 }
 
 }  // namespace rackserve::coordinator

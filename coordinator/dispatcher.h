@@ -35,6 +35,7 @@ namespace rackserve::coordinator {
 // A request's place on a replica, as the registry saw the replica when the lease was issued.
 struct Lease {
   std::string replica_id;
+  size_t replica_index = 0;  // its position in the topology's replicas
   std::string address;  // the leader worker's WorkerService
   std::string leader_vm;
   std::string leader_worker_id;         // the worker the request is submitted to
@@ -81,8 +82,13 @@ class Dispatcher {
   absl::CondVar changed_;
   std::unique_ptr<RoutingPolicy> policy_ ABSL_GUARDED_BY(mutex_);
   AdmissionQueue queue_ ABSL_GUARDED_BY(mutex_);
-  absl::flat_hash_map<std::string, int64_t> outstanding_ ABSL_GUARDED_BY(mutex_);
-  absl::flat_hash_map<std::string, int64_t> since_report_ ABSL_GUARDED_BY(mutex_);
+  // Index of each replica id in the registry's snapshot (topology order; fixed once seen).
+  size_t IndexLocked(const std::string& replica_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+
+  absl::flat_hash_map<std::string, size_t> index_ ABSL_GUARDED_BY(mutex_);
+  // By replica index: outstanding work, and tokens dispatched since the last credit report.
+  std::vector<int64_t> outstanding_ ABSL_GUARDED_BY(mutex_);
+  std::vector<int64_t> since_report_ ABSL_GUARDED_BY(mutex_);
 };
 
 }  // namespace rackserve::coordinator

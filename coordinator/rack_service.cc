@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <deque>
 #include <utility>
 #include <vector>
@@ -88,7 +89,10 @@ void RackServiceImpl::Shutdown() {
 
 void RackServiceImpl::Monitor() {
   while (!stopping_) {
-    for (const std::string& worker_id : rack_.registry->ExpireDead()) OnWorkerDead(worker_id);
+    for (const std::string& worker_id : rack_.registry->ExpireDead()) {
+      std::fprintf(stderr, "worker %s: no heartbeat within the timeout\n", worker_id.c_str());
+      OnWorkerDead(worker_id);
+    }
     DropForgottenWorkers();
     absl::SleepFor(kMonitorPeriod);
   }
@@ -363,8 +367,11 @@ grpc::Status RackServiceImpl::SubmitBatch(
   while (true) {
     std::deque<v1::Completion> ready;
     const bool done = batch.Take(kMonitorPeriod, &ready);
-    for (const v1::Completion& completion : ready) {
-      if (!gone && !stream->Write(completion)) gone = true;
+    for (size_t i = 0; i < ready.size() && !gone; ++i) {
+      // All but the last may wait in gRPC's buffer: fewer, larger writes to the socket.
+      grpc::WriteOptions options;
+      if (i + 1 < ready.size()) options.set_buffer_hint();
+      if (!stream->Write(ready[i], options)) gone = true;
     }
     if (done) break;
     if (!gone && context->IsCancelled()) gone = true;

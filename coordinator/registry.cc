@@ -48,6 +48,7 @@ absl::StatusOr<std::string> Registry::Register(const WorkerInfo& info) {
   worker.last_heartbeat = clock_->Now();
   workers_[id] = std::move(worker);
   vm_worker_[info.vm] = id;
+  snapshot_ = nullptr;
   return id;
 }
 
@@ -65,12 +66,14 @@ absl::Status Registry::Heartbeat(const std::string& worker_id,
   }
   worker.last_heartbeat = clock_->Now();
   for (const ReplicaReport& report : reports) worker.reports[report.replica_id] = report;
+  snapshot_ = nullptr;
   return absl::OkStatus();
 }
 
 void Registry::KillLocked(Worker& worker) {
   if (worker.state == WorkerState::kDead) return;
   worker.state = WorkerState::kDead;
+  snapshot_ = nullptr;
   worker.died = clock_->Now();
 }
 
@@ -81,6 +84,7 @@ void Registry::ForgetLocked(const std::string& worker_id) {
   auto latest = vm_worker_.find(it->second.info.vm);
   if (latest != vm_worker_.end() && latest->second == worker_id) vm_worker_.erase(latest);
   workers_.erase(it);
+  snapshot_ = nullptr;
 }
 
 std::vector<std::string> Registry::ExpireDead() {
@@ -120,6 +124,7 @@ absl::Status Registry::SwitchState(const std::string& vm, WorkerState from, Work
   if (it == vm_worker_.end()) return absl::OkStatus();
   Worker& worker = workers_.at(it->second);
   if (worker.state == from) worker.state = to;
+  snapshot_ = nullptr;
   return absl::OkStatus();
 }
 
@@ -153,8 +158,17 @@ const Registry::Worker* Registry::LiveWorkerOfLocked(const std::string& vm) cons
   return id == nullptr ? nullptr : &workers_.at(*id);
 }
 
-std::vector<ReplicaStatus> Registry::Replicas() const {
+std::vector<ReplicaStatus> Registry::Replicas() const { return *ReplicasSnapshot(); }
+
+std::shared_ptr<const std::vector<ReplicaStatus>> Registry::ReplicasSnapshot() const {
   absl::MutexLock lock(&mutex_);
+  if (snapshot_ == nullptr) {
+    snapshot_ = std::make_shared<const std::vector<ReplicaStatus>>(ReplicasLocked());
+  }
+  return snapshot_;
+}
+
+std::vector<ReplicaStatus> Registry::ReplicasLocked() const {
   std::vector<ReplicaStatus> out;
   for (const ReplicaSpec& spec : topology_->replicas()) {
     ReplicaStatus status;

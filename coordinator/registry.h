@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -113,6 +114,9 @@ class Registry {
 
   // Every replica of the topology, in topology order.
   std::vector<ReplicaStatus> Replicas() const;
+  // The same, shared: rebuilt only after something it shows changed (a registration, a report,
+  // a death, a drain), so the dispatcher may ask on every placement.
+  std::shared_ptr<const std::vector<ReplicaStatus>> ReplicasSnapshot() const;
   // The VM's load: the sum over its worker's last reports (zero without a live worker).
   LoadFigures VmLoad(const std::string& vm) const;
   // The worker id serving `vm`, or nullopt.
@@ -140,6 +144,7 @@ class Registry {
       ABSL_SHARED_LOCKS_REQUIRED(mutex_);
   void KillLocked(Worker& worker) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   void ForgetLocked(const std::string& worker_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  std::vector<ReplicaStatus> ReplicasLocked() const ABSL_SHARED_LOCKS_REQUIRED(mutex_);
   // Moves the VM's live worker from state `from` to `to`; NOT_FOUND for a VM not in the topology.
   absl::Status SwitchState(const std::string& vm, WorkerState from, WorkerState to);
 
@@ -151,6 +156,8 @@ class Registry {
   absl::flat_hash_map<std::string, std::string> vm_worker_ ABSL_GUARDED_BY(mutex_);  // latest
   std::vector<ForgottenWorker> forgotten_ ABSL_GUARDED_BY(mutex_);  // until TakeForgotten
   int64_t next_worker_ ABSL_GUARDED_BY(mutex_) = 0;
+  // ReplicasLocked() as of the last change; null when something changed since.
+  mutable std::shared_ptr<const std::vector<ReplicaStatus>> snapshot_ ABSL_GUARDED_BY(mutex_);
 };
 
 }  // namespace rackserve::coordinator

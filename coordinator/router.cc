@@ -3,13 +3,14 @@
 #include <algorithm>
 
 #include "absl/hash/hash.h"
+#include "absl/types/span.h"
 
 namespace rackserve::coordinator {
 
 std::optional<std::string> LeastOutstandingPolicy::Pick(
     const std::vector<RouteCandidate>& candidates, std::span<const int32_t> prompt, int64_t cost) {
   const auto prefix = prompt.first(std::min<size_t>(prompt.size(), kAffinityPrefixTokens));
-  const uint64_t key = absl::HashOf(std::vector<int32_t>(prefix.begin(), prefix.end()));
+  const uint64_t key = absl::HashOf(absl::Span<const int32_t>(prefix.data(), prefix.size()));
   auto affinity = last_replica_.find(key);
   const RouteCandidate* best = nullptr;
   for (const RouteCandidate& c : candidates) {

@@ -5,10 +5,12 @@
 
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/synchronization/mutex.h"
 
 namespace rackserve::tools {
 
 std::vector<std::string> ParseCommandLine(int argc, char** argv, const char* usage) {
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   absl::SetProgramUsageMessage(usage);
   std::vector<std::string> storage;
   storage.reserve(argc);

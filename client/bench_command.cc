@@ -1,12 +1,13 @@
 // rackctl bench --scenario offline|server|interactive [--count N] [--qps R] [--seed S]
-//   [--out-dir DIR] [--max-output N]
+//   [--out-dir DIR] [--max-output N] [--direct]
 //
 // A LoadGen-style run on the synthetic MLPerf-llama2-like dataset (synthetic_dataset.h), every
 // request greedy with ignore_eos and max_new_tokens = the sample's output length.
 // - offline: every sample submitted at once through one SubmitBatch stream. TTFT is the
 //   coordinator's (a batch returns whole completions); latency is measured here.
 // - server / interactive: Poisson arrivals at --qps on one SubmitBatch stream with first-token
-//   notes; TTFT, TPOT and latency measured here.
+//   notes; TTFT, TPOT and latency measured here. With --direct the samples go straight to the
+//   workers' Serve streams (direct_workers.h): the baseline for what the coordinator adds.
 // Prints the summary (loadgen_summary.h) with the rack's own figure from GetStats (before/after
 // deltas per VM) and writes mlperf_log_summary.txt and summary.json to --out-dir. Exit 1 when a
 // sample failed; an INVALID verdict on latency alone still exits 0 (it is a result).
@@ -25,8 +26,10 @@
 #include "absl/strings/str_cat.h"
 #include "client/command.h"
 #include "client/command_args.h"
+#include "client/direct_workers.h"
 #include "client/loadgen_summary.h"
 #include "client/model_info.h"
+#include "client/streaming_target.h"
 #include "client/synthetic_dataset.h"
 #include "runtime/tools/progress_bar.h"
 
@@ -103,10 +106,52 @@ absl::StatusOr<double> RunOffline(RackConnection& rack, const std::vector<Datase
   return batch_tokens_per_second;
 }
 
-// Server / interactive: Poisson arrivals at `qps`, every sample on one SubmitBatch stream (no
-// thread or call per request). Each request asks for a first-token note, so TTFT is measured
-// here from the moment its request was written to the moment its note arrived.
-absl::Status RunStreaming(RackConnection& rack, const std::vector<DatasetSample>& samples,
+// The coordinator as a StreamingTarget: one SubmitBatch stream, every request asking for its
+// first-token note.
+class CoordinatorBatch final : public StreamingTarget {
+ public:
+  CoordinatorBatch(RackConnection& rack, size_t samples)
+      : rack_(rack), stream_(rack.stub().SubmitBatch(&call_)), samples_(samples) {}
+
+  bool Send(size_t /*sample*/, const v1::GenerateRequest& request) override {
+    v1::GenerateRequest noted = request;
+    noted.set_notify_first_token(true);
+    return stream_->Write(noted);
+  }
+  void DoneSending() override { stream_->WritesDone(); }
+  bool Next(SampleEvent* event) override {
+    v1::Completion completion;
+    while (stream_->Read(&completion)) {
+      int64_t i = -1;
+      if (!absl::SimpleAtoi(completion.request_id().substr(1), &i) || i < 0 ||
+          i >= static_cast<int64_t>(samples_)) {
+        continue;
+      }
+      event->sample = static_cast<size_t>(i);
+      event->first_token = completion.first_token();
+      event->completed = !event->first_token && completion.error_code() == 0;
+      event->output_tokens = completion.token_ids_size();
+      event->error = completion.error_message();
+      return true;
+    }
+    return false;
+  }
+  absl::Status Finish() override {
+    const grpc::Status status = stream_->Finish();
+    return status.ok() ? absl::OkStatus() : rack_.Convert(status, "SubmitBatch");
+  }
+
+ private:
+  RackConnection& rack_;
+  grpc::ClientContext call_;
+  std::unique_ptr<grpc::ClientReaderWriter<v1::GenerateRequest, v1::Completion>> stream_;
+  const size_t samples_;
+};
+
+// Server / interactive: Poisson arrivals at `qps` on `target` (no thread or call per request).
+// TTFT is measured here, from the moment a request was written to the moment its first token
+// was known here.
+absl::Status RunStreaming(StreamingTarget& target, const std::vector<DatasetSample>& samples,
                           double qps, uint64_t seed, const std::string& label,
                           Clock::time_point* start, Clock::time_point* end,
                           std::vector<SampleRecord>* records) {
@@ -114,50 +159,41 @@ absl::Status RunStreaming(RackConnection& rack, const std::vector<DatasetSample>
   std::exponential_distribution<double> gap(qps);
   std::vector<Clock::time_point> issued(samples.size());
   std::vector<std::atomic<bool>> written(samples.size());
-  grpc::ClientContext call;
-  auto stream = rack.stub().SubmitBatch(&call);
   *start = Clock::now();
   *end = *start;
   std::thread writer([&] {
     Clock::time_point next = *start;
     for (size_t i = 0; i < samples.size(); ++i) {
       std::this_thread::sleep_until(next);
-      v1::GenerateRequest request = ToGenerateRequest(SpecFor(samples[i], i));
-      request.set_notify_first_token(true);
+      const v1::GenerateRequest request = ToGenerateRequest(SpecFor(samples[i], i));
       issued[i] = Clock::now();
       written[i] = true;
-      if (!stream->Write(request)) break;
+      if (!target.Send(i, request)) break;
       next += std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(gap(rng)));
     }
-    stream->WritesDone();
+    target.DoneSending();
   });
   tools::ProgressBar progress("bench " + label, "samples");
   int64_t done = 0;
-  v1::Completion completion;
-  while (stream->Read(&completion)) {
+  SampleEvent event;
+  while (target.Next(&event)) {
     const Clock::time_point now = Clock::now();
-    int64_t i = -1;
-    if (!absl::SimpleAtoi(completion.request_id().substr(1), &i) || i < 0 ||
-        i >= static_cast<int64_t>(records->size()) || !written[i]) {
+    if (!written[event.sample]) continue;
+    SampleRecord& r = (*records)[event.sample];
+    if (event.first_token) {
+      r.ttft_seconds = Seconds(now - issued[event.sample]);
       continue;
     }
-    SampleRecord& r = (*records)[i];
-    if (completion.first_token()) {
-      r.ttft_seconds = Seconds(now - issued[i]);
-      continue;
-    }
-    r.completed = completion.error_code() == 0;
-    r.error = completion.error_message();
-    r.output_tokens = completion.token_ids_size();
-    r.latency_seconds = Seconds(now - issued[i]);
+    r.completed = event.completed;
+    r.error = event.error;
+    r.output_tokens = event.output_tokens;
+    r.latency_seconds = Seconds(now - issued[event.sample]);
     *end = std::max(*end, now);
     progress.Update(++done, static_cast<int64_t>(samples.size()));
   }
   writer.join();
   progress.Finish();
-  const grpc::Status status = stream->Finish();
-  if (!status.ok()) return rack.Convert(status, "SubmitBatch");
-  return absl::OkStatus();
+  return target.Finish();
 }
 
 // The rack's figure over the run: GetStats deltas, after the workers' reports caught up.
@@ -185,6 +221,17 @@ RackFigure RackFigureOf(RackConnection& rack, const v1::RackStats& before, doubl
   for (const v1::ScopeStats& vm : after->vms()) {
     const int64_t delta = vm.throughput().generated_tokens_total() - before_vm[vm.name()];
     figure.vms.push_back({vm.name(), static_cast<double>(delta) / duration});
+  }
+  // Each replica's own figure over the run: its generated tokens / its busy seconds.
+  std::map<std::string, const v1::ScopeStats*> before_replica;
+  for (const v1::ScopeStats& r : before.replicas()) before_replica[r.name()] = &r;
+  for (const v1::ScopeStats& r : after->replicas()) {
+    auto it = before_replica.find(r.name());
+    if (it == before_replica.end()) continue;
+    const double busy = r.busy_seconds() - it->second->busy_seconds();
+    const int64_t tokens = r.throughput().generated_tokens_total() -
+                           it->second->throughput().generated_tokens_total();
+    if (busy > 0) figure.gpus_own_tokens_per_second += static_cast<double>(tokens) / busy;
   }
   const v1::Audit& audit = after->audit();
   if (audit.delivered_tokens() > 0) {
@@ -214,14 +261,19 @@ absl::Status WriteFile(const std::filesystem::path& path, const std::string& tex
 
 int RunBench(const CommandContext& context, const std::vector<std::string>& argv) {
   absl::StatusOr<CommandArgs> args =
-      CommandArgs::Parse(argv, {"scenario", "count", "qps", "seed", "out-dir", "max-output"}, {});
+      CommandArgs::Parse(argv, {"scenario", "count", "qps", "seed", "out-dir", "max-output"},
+                         {"direct"});
   if (!args.ok()) return ReportUsage(kCommand, args.status());
   if (!args->Has("scenario") || !args->positional().empty()) {
     return ReportUsage(kCommand,
                        absl::InvalidArgumentError("usage: rackctl bench --scenario "
                                                   "offline|server|interactive [--count N] "
                                                   "[--qps R] [--seed S] [--out-dir DIR] "
-                                                  "[--max-output N]"));
+                                                  "[--max-output N] [--direct]"));
+  }
+  if (args->Has("direct") && args->String("scenario", "") == "offline") {
+    return ReportUsage(kCommand, absl::InvalidArgumentError(
+                                     "--direct: only the server and interactive scenarios"));
   }
   absl::StatusOr<Scenario> scenario = ParseScenario(args->String("scenario", ""));
   if (!scenario.ok()) return ReportUsage(kCommand, scenario.status());
@@ -261,7 +313,15 @@ int RunBench(const CommandContext& context, const std::vector<std::string>& argv
     batch_tokens_per_second = *figure;
   } else {
     run.target_qps = *qps;
-    const absl::Status streamed = RunStreaming(**rack, *samples, *qps, dataset.seed,
+    std::unique_ptr<StreamingTarget> target;
+    if (args->Has("direct")) {
+      absl::StatusOr<std::unique_ptr<DirectWorkers>> direct = DirectWorkers::Connect(*topology);
+      if (!direct.ok()) return ReportFailure(kCommand, direct.status());
+      target = *std::move(direct);
+    } else {
+      target = std::make_unique<CoordinatorBatch>(**rack, samples->size());
+    }
+    const absl::Status streamed = RunStreaming(*target, *samples, *qps, dataset.seed,
                                                args->String("scenario", ""), &start, &end,
                                                &run.samples);
     if (!streamed.ok()) return ReportFailure(kCommand, streamed);

@@ -191,6 +191,12 @@ std::string FormatSummary(const BenchSummary& s, const RackFigure& rack) {
   const double spread = SpreadPercent(rack, &min_value, &max_value);
   AppendLine(&out, "Per-VM min / max (spread)",
              absl::StrFormat("%.2f / %.2f (%.1f%%)", min_value, max_value, spread));
+  if (rack.gpus_own_tokens_per_second > 0) {
+    AppendLine(&out, "Sum of the GPUs' own figures",
+               absl::StrFormat("%.2f (busy time only; the rack reached %.1f%% of it)",
+                               rack.gpus_own_tokens_per_second,
+                               100 * rack.tokens_per_second / rack.gpus_own_tokens_per_second));
+  }
   AppendLine(&out, "Audit", rack.audit);
   return out;
 }
@@ -224,6 +230,7 @@ std::string SummaryJson(const BenchSummary& s, const RackFigure& rack) {
                    {"vm_min_tokens_per_second", min_value},
                    {"vm_max_tokens_per_second", max_value},
                    {"vm_spread_percent", spread},
+                   {"gpus_own_tokens_per_second", rack.gpus_own_tokens_per_second},
                    {"audit", rack.audit}};
   }
   return out.dump(2);

@@ -65,6 +65,10 @@ struct RackFigure {
     double tokens_per_second = 0;  // the workers' reported tokens / duration
   };
   std::vector<Vm> vms;
+  // The sum over replicas of their own figures: tokens they generated / seconds their engines
+  // were busy during the run (idle time excluded) — what the rack would deliver if every GPU
+  // were kept busy; 0 when no replica reported busy time.
+  double gpus_own_tokens_per_second = 0;
   std::string audit;  // one line: delivered vs worker-reported tokens, exact or not
 };
 

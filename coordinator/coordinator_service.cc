@@ -70,6 +70,7 @@ grpc::Status CoordinatorServiceImpl::Heartbeats(
       r.waiting = c.waiting();
       r.kv_blocks_used = c.kv_blocks_used();
       r.kv_blocks_total = c.kv_blocks_total();
+      r.busy_seconds = c.busy_seconds();
     }
     status = rack_.registry->Heartbeat(worker_id, reports);
     if (!status.ok()) break;

@@ -45,6 +45,7 @@ void FillLoad(const LoadFigures& load, v1::ScopeStats* out) {
   out->set_waiting(load.waiting);
   out->set_kv_blocks_used(load.kv_blocks_used);
   out->set_kv_blocks_total(load.kv_blocks_total);
+  out->set_busy_seconds(load.busy_seconds);
 }
 
 void FillThroughput(const ScopeThroughput& scope, v1::Throughput* out) {
@@ -367,11 +368,8 @@ grpc::Status RackServiceImpl::SubmitBatch(
   while (true) {
     std::deque<v1::Completion> ready;
     const bool done = batch.Take(kMonitorPeriod, &ready);
-    for (size_t i = 0; i < ready.size() && !gone; ++i) {
-      // All but the last may wait in gRPC's buffer: fewer, larger writes to the socket.
-      grpc::WriteOptions options;
-      if (i + 1 < ready.size()) options.set_buffer_hint();
-      if (!stream->Write(ready[i], options)) gone = true;
+    for (const v1::Completion& completion : ready) {
+      if (!gone && !stream->Write(completion)) gone = true;
     }
     if (done) break;
     if (!gone && context->IsCancelled()) gone = true;

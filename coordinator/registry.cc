@@ -197,7 +197,8 @@ std::vector<ReplicaStatus> Registry::ReplicasLocked() const {
       if (report != leader.reports.end()) {
         status.free_token_credit = report->second.free_token_credit;
         status.load = {report->second.running, report->second.waiting,
-                       report->second.kv_blocks_used, report->second.kv_blocks_total};
+                       report->second.kv_blocks_used, report->second.kv_blocks_total,
+                       report->second.busy_seconds};
       }
     }
     out.push_back(std::move(status));
@@ -215,6 +216,7 @@ LoadFigures Registry::VmLoad(const std::string& vm) const {
     load.waiting += report.waiting;
     load.kv_blocks_used += report.kv_blocks_used;
     load.kv_blocks_total += report.kv_blocks_total;
+    load.busy_seconds += report.busy_seconds;
   }
   return load;
 }

@@ -52,6 +52,7 @@ struct ReplicaReport {
   int64_t waiting = 0;            // gauge: sequences queued on the worker
   int64_t kv_blocks_used = 0;     // gauge
   int64_t kv_blocks_total = 0;    // gauge
+  double busy_seconds = 0;        // cumulative: time the replica's engine spent in steps
 };
 
 // The load gauges of a replica or a VM from the last heartbeats (zero until one arrived).
@@ -60,6 +61,7 @@ struct LoadFigures {
   int64_t waiting = 0;
   int64_t kv_blocks_used = 0;
   int64_t kv_blocks_total = 0;
+  double busy_seconds = 0;  // cumulative (see ReplicaReport)
 };
 
 enum class WorkerState { kReady, kDraining, kDead };

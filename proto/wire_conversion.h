@@ -15,13 +15,9 @@
 namespace rackserve::wire {
 
 // The worker <-> coordinator protocol version (RegisterRequest.protocol_version): a coordinator
-// refuses workers that speak another.
-inline constexpr int kProtocolVersion = 1;
-
-// Trailing metadata a worker adds when it ends a WorkerService.Submit call itself (a failed or
-// draining replica answering UNAVAILABLE): the worker is alive, so the coordinator fails the
-// request over without declaring the worker dead. A broken stream carries no such key.
-inline constexpr char kWorkerAnsweredMetadata[] = "rackserve-worker-answered";
+// refuses workers that speak another. 2: the multiplexed Serve stream replaced the per-request
+// Submit and Cancel RPCs.
+inline constexpr int kProtocolVersion = 2;
 
 grpc::Status ToGrpcStatus(const absl::Status& status);
 absl::Status FromGrpcStatus(const grpc::Status& status);

@@ -87,6 +87,21 @@ absl::StatusOr<int64_t> ReplicaHost::Validate(const ReplicaRequest& r) const {
 
 absl::StatusOr<SubmissionId> ReplicaHost::Submit(ReplicaRequest request, ChunkSink sink) {
   RS_CHECK(sink != nullptr);
+  Receiver receiver;
+  receiver.fn = std::move(sink);
+  return Enqueue(std::move(request), std::move(receiver));
+}
+
+absl::StatusOr<SubmissionId> ReplicaHost::Submit(ReplicaRequest request,
+                                                 std::shared_ptr<StepSink> sink, uint64_t tag) {
+  RS_CHECK(sink != nullptr);
+  Receiver receiver;
+  receiver.batch = std::move(sink);
+  receiver.tag = tag;
+  return Enqueue(std::move(request), std::move(receiver));
+}
+
+absl::StatusOr<SubmissionId> ReplicaHost::Enqueue(ReplicaRequest request, Receiver receiver) {
   RS_ASSIGN_OR_RETURN(const int64_t reserved_tokens, Validate(request));
   SubmissionId submission = 0;
   {
@@ -108,7 +123,7 @@ absl::StatusOr<SubmissionId> ReplicaHost::Submit(ReplicaRequest request, ChunkSi
     }
     ++next_submission_;
     reserved_tokens_ += reserved_tokens;
-    queued_.push_back(Queued{submission, std::move(request), std::move(sink)});
+    queued_.push_back(Queued{submission, std::move(request), std::move(receiver)});
   }
   cv_.notify_all();
   return submission;
@@ -231,12 +246,13 @@ void ReplicaHost::StepLoop() {
 
 void ReplicaHost::Reject(std::deque<Queued> queued, const absl::Status& status) {
   for (Queued& q : queued) {
-    TokenChunk chunk;
-    chunk.first_index = static_cast<int64_t>(q.request.resume_tokens.size());
-    chunk.finish = sampling::FinishReason::kCancelled;
-    chunk.status = status;
+    ChunkView view;
+    view.tag = q.receiver.tag;
+    view.first_index = static_cast<int64_t>(q.request.resume_tokens.size());
+    view.finish = sampling::FinishReason::kCancelled;
+    view.status = status;
     Finish(q.request.request_id);
-    q.sink(chunk);
+    HandOne(q.receiver, view);
   }
 }
 
@@ -263,7 +279,8 @@ void ReplicaHost::Admit(std::deque<Queued> queued, std::vector<SubmissionId> can
       std::lock_guard<std::mutex> lock(mu_);
       counters_.prompt_tokens += prompt_tokens;
     }
-    active_[q.submission] = Active{q.request.request_id, std::move(q.sink), prompt_tokens, resumed};
+    active_[q.submission] =
+        Active{resumed, prompt_tokens, std::move(q.receiver), q.request.request_id};
   }
   for (const SubmissionId submission : cancels) {
     auto it = active_.find(submission);
@@ -280,63 +297,104 @@ absl::Status ReplicaHost::RunStep() {
   engine::StepStats stats;
   absl::StatusOr<std::vector<engine::TokenEvent>> events = engine_->Step(&stats);
   if (!events.ok()) return events.status();
-  // One chunk per request: events of a request arrive in index order within a step.
-  std::vector<engine::RequestId> order;
-  absl::flat_hash_map<engine::RequestId, TokenChunk> chunks;
+  // One chunk per request: the engine emits a request's events of a step consecutively, in index
+  // order (at most a token and its end).
+  outgoing_.clear();
+  tokens_.clear();
   for (const engine::TokenEvent& e : *events) {
-    auto [it, inserted] = chunks.try_emplace(e.id);
-    TokenChunk& chunk = it->second;
-    if (inserted) {
-      order.push_back(e.id);
-      chunk.first_index = active_.at(e.id).next_index;
+    if (outgoing_.empty() || outgoing_.back().id != e.id) {
+      auto it = active_.find(e.id);
+      RS_CHECK(it != active_.end());
+      outgoing_.push_back(Outgoing{e.id, &it->second, tokens_.size(), tokens_.size()});
     }
-    if (e.token >= 0) chunk.token_ids.push_back(e.token);
-    if (e.finish != sampling::FinishReason::kNone) chunk.finish = e.finish;
+    Outgoing& out = outgoing_.back();
+    if (e.token >= 0) {
+      tokens_.push_back(e.token);
+      out.end = tokens_.size();
+    }
+    if (e.finish != sampling::FinishReason::kNone) out.finish = e.finish;
   }
-  int64_t generated = 0;
   int64_t finished_in_batch = 0;  // requests of this step's batch that ended with a token
-  for (const auto& [id, chunk] : chunks) {
-    generated += static_cast<int64_t>(chunk.token_ids.size());
-    if (chunk.finish != sampling::FinishReason::kNone && !chunk.token_ids.empty()) {
-      ++finished_in_batch;
-    }
+  bool any_final = false;
+  for (const Outgoing& out : outgoing_) {
+    if (out.finish == sampling::FinishReason::kNone) continue;
+    any_final = true;
+    if (out.end > out.begin) ++finished_in_batch;
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
-    counters_.generated_tokens += generated;
+    counters_.generated_tokens += static_cast<int64_t>(tokens_.size());
     if (stats.num_sequences > 0) ++counters_.steps;
     counters_.running = std::max<int64_t>(stats.num_sequences - finished_in_batch, 0);
     counters_.kv_blocks_used = stats.kv_blocks_used;
     counters_.kv_blocks_total = stats.kv_blocks_total;
     counters_.busy_seconds += stats.seconds;
-  }
-  for (const engine::RequestId id : order) {
-    TokenChunk& chunk = chunks.at(id);
-    auto it = active_.find(id);
-    RS_CHECK(it != active_.end());
-    it->second.next_index += static_cast<int64_t>(chunk.token_ids.size());
-    if (chunk.finish != sampling::FinishReason::kNone) {
-      chunk.prompt_tokens = it->second.prompt_tokens;
-      Active done = std::move(it->second);
-      active_.erase(it);
-      Finish(done.request_id);
-      done.sink(chunk);
-    } else {
-      it->second.sink(chunk);
+    // Every request ending this step leaves the in-flight set before the step's chunks go out.
+    for (const Outgoing& out : outgoing_) {
+      if (out.finish != sampling::FinishReason::kNone) FinishLocked(out.active->request_id);
     }
+  }
+  if (any_final) cv_.notify_all();
+  num_batches_ = 0;
+  for (const Outgoing& out : outgoing_) {
+    Active& active = *out.active;
+    ChunkView view;
+    view.tag = active.receiver.tag;
+    view.token_ids = std::span<const int32_t>(tokens_).subspan(out.begin, out.end - out.begin);
+    view.first_index = active.next_index;
+    view.finish = out.finish;
+    if (out.finish != sampling::FinishReason::kNone) view.prompt_tokens = active.prompt_tokens;
+    active.next_index += static_cast<int64_t>(out.end - out.begin);
+    if (active.receiver.batch != nullptr) {
+      BatchFor(active.receiver.batch.get()).views.push_back(std::move(view));
+    } else {
+      HandOne(active.receiver, view);
+    }
+  }
+  for (size_t i = 0; i < num_batches_; ++i) batches_[i].sink->DeliverStep(batches_[i].views);
+  // Last: the finished requests' receivers kept their StepSinks alive through the delivery.
+  for (const Outgoing& out : outgoing_) {
+    if (out.finish != sampling::FinishReason::kNone) active_.erase(out.id);
   }
   return absl::OkStatus();
 }
 
+ReplicaHost::SinkBatch& ReplicaHost::BatchFor(StepSink* sink) {
+  // Linear: a host serves a handful of sinks (one per Serve stream).
+  for (size_t i = 0; i < num_batches_; ++i) {
+    if (batches_[i].sink == sink) return batches_[i];
+  }
+  if (num_batches_ == batches_.size()) batches_.emplace_back();
+  SinkBatch& batch = batches_[num_batches_++];
+  batch.sink = sink;
+  batch.views.clear();
+  return batch;
+}
+
+void ReplicaHost::HandOne(const Receiver& receiver, const ChunkView& view) {
+  if (receiver.batch != nullptr) {
+    receiver.batch->DeliverStep(std::span<const ChunkView>(&view, 1));
+    return;
+  }
+  TokenChunk chunk;
+  chunk.token_ids.assign(view.token_ids.begin(), view.token_ids.end());
+  chunk.first_index = view.first_index;
+  chunk.finish = view.finish;
+  chunk.prompt_tokens = view.prompt_tokens;
+  chunk.status = view.status;
+  receiver.fn(chunk);
+}
+
 void ReplicaHost::FailAll(const absl::Status& status) {
   for (auto& [id, active] : active_) {
-    TokenChunk chunk;
-    chunk.first_index = active.next_index;
-    chunk.finish = sampling::FinishReason::kCancelled;
-    chunk.prompt_tokens = active.prompt_tokens;
-    chunk.status = status;
+    ChunkView view;
+    view.tag = active.receiver.tag;
+    view.first_index = active.next_index;
+    view.finish = sampling::FinishReason::kCancelled;
+    view.prompt_tokens = active.prompt_tokens;
+    view.status = status;
     Finish(active.request_id);
-    active.sink(chunk);
+    HandOne(active.receiver, view);
   }
   active_.clear();
 }
@@ -344,12 +402,16 @@ void ReplicaHost::FailAll(const absl::Status& status) {
 void ReplicaHost::Finish(const std::string& request_id) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    auto it = in_flight_.find(request_id);
-    RS_CHECK(it != in_flight_.end());
-    reserved_tokens_ -= it->second.reserved_tokens;
-    in_flight_.erase(it);
+    FinishLocked(request_id);
   }
   cv_.notify_all();
+}
+
+void ReplicaHost::FinishLocked(const std::string& request_id) {
+  auto it = in_flight_.find(request_id);
+  RS_CHECK(it != in_flight_.end());
+  reserved_tokens_ -= it->second.reserved_tokens;
+  in_flight_.erase(it);
 }
 
 }  // namespace rackserve::worker

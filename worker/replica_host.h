@@ -2,11 +2,18 @@
 // drives it.
 //
 // Submit() and Cancel() may be called from any thread: they validate and queue. The step thread
-// admits queued requests into the engine, runs steps, and hands each request's tokens to its
-// ChunkSink as they are produced (one chunk per request per step). Every accepted request ends
-// with exactly one final chunk (finish != kNone): after its last token, on Cancel(), or with an
-// UNAVAILABLE status when the engine failed or the host shut down. A request leaves the in-flight
-// set just before its final chunk is handed over, so the sink may resubmit the same request_id.
+// admits queued requests into the engine, runs steps, and hands each request's tokens to its sink
+// as they are produced (one chunk per request per step). Two kinds of sink:
+//   - a ChunkSink (std::function): called once per chunk with a TokenChunk owning its tokens;
+//   - a StepSink (the hot path, e.g. a ServeSession): called once per step with every chunk of
+//     that step for the requests submitted with it, as ChunkViews borrowing the host's step
+//     buffer (no call, vector or lock per request). Each view carries the request's tag.
+// A request's chunks reach its sink in index order. Within one step, ChunkSinks are called first
+// (in the engine's event order), then each StepSink once (its views in event order).
+// Every accepted request ends with exactly one final chunk (finish != kNone): after its last
+// token, on Cancel(), or with an UNAVAILABLE status when the engine failed or the host shut down.
+// A request leaves the in-flight set just before its final chunk is handed over, so the sink may
+// resubmit the same request_id.
 // Each Submit() returns a SubmissionId: a cancel that names it never reaches a later submission
 // of the same request_id (the coordinator resubmits an id after failover).
 //
@@ -26,7 +33,7 @@
 // indices continue where the interrupted run stopped, so the output equals an uninterrupted run.
 //
 // Thread-safety: all public methods are thread-safe. Sinks run on the step thread, never under
-// the host's lock: a sink may call Cancel() but must not block for long.
+// the host's lock: a sink may call Cancel() or Submit() but must not block for long.
 #pragma once
 
 #include <condition_variable>
@@ -36,6 +43,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -77,6 +85,25 @@ struct TokenChunk {
 // Called on the step thread with each chunk of one request, in order.
 using ChunkSink = std::function<void(const TokenChunk&)>;
 
+// One chunk as a StepSink sees it: TokenChunk's fields, the tokens borrowed.
+struct ChunkView {
+  uint64_t tag = 0;                    // the tag the request was submitted with
+  std::span<const int32_t> token_ids;  // valid only during the DeliverStep() call
+  int64_t first_index = 0;             // as TokenChunk::first_index
+  sampling::FinishReason finish = sampling::FinishReason::kNone;  // set on the final chunk only
+  int64_t prompt_tokens = 0;  // len(prompt), on the final chunk only
+  absl::Status status;        // as TokenChunk::status
+};
+
+// Receives the chunks of every request submitted with it, a step at a time (see the top).
+class StepSink {
+ public:
+  virtual ~StepSink() = default;
+  // Called on a host's step thread, never under its lock, with a non-empty batch of chunks of
+  // distinct requests; each request's chunks arrive in index order over the calls.
+  virtual void DeliverStep(std::span<const ChunkView> chunks) = 0;
+};
+
 // Cumulative counters since the host started (monotonic), plus the current occupancy.
 struct ReplicaCounters {
   std::string replica_id;
@@ -109,6 +136,10 @@ class ReplicaHost {
   // context or the KV cache); ALREADY_EXISTS for a request_id in flight; UNAVAILABLE when the
   // host is draining or its engine failed. On error the sink is never called.
   absl::StatusOr<SubmissionId> Submit(ReplicaRequest request, ChunkSink sink);
+  // As Submit(request, sink), the chunks going to `sink` (non-null; the host holds it until the
+  // final chunk is delivered) in per-step batches, each chunk carrying `tag`.
+  absl::StatusOr<SubmissionId> Submit(ReplicaRequest request, std::shared_ptr<StepSink> sink,
+                                      uint64_t tag);
   // Ends the submission of `request_id` now in flight; its final chunk (kCancelled) follows.
   // NOT_FOUND for an id not in flight.
   absl::Status Cancel(std::string_view request_id);
@@ -134,22 +165,46 @@ class ReplicaHost {
     SubmissionId submission = 0;
     int64_t reserved_tokens = 0;  // the most KV the request can occupy
   };
+  // Where a request's chunks go: `batch` with `tag` when set, else `fn`.
+  struct Receiver {
+    uint64_t tag = 0;
+    std::shared_ptr<StepSink> batch;
+    ChunkSink fn;
+  };
   struct Queued {
     SubmissionId submission = 0;
     ReplicaRequest request;
-    ChunkSink sink;
+    Receiver receiver;
   };
-  // A request in the engine, whose RequestId is its SubmissionId; step thread only.
+  // A request in the engine, whose RequestId is its SubmissionId; step thread only. The fields
+  // each step reads come first, next to the key in active_'s slot.
   struct Active {
-    std::string request_id;
-    ChunkSink sink;
-    int64_t prompt_tokens = 0;
     int64_t next_index = 0;  // index of the next token to deliver
+    int64_t prompt_tokens = 0;
+    Receiver receiver;
+    std::string request_id;
     bool cancelled = false;  // the engine was told to cancel it
+  };
+  // One request's chunk of the current step; its tokens are tokens_[begin, end).
+  struct Outgoing {
+    engine::RequestId id = 0;
+    Active* active = nullptr;  // into active_, stable until the step's erasures
+    size_t begin = 0;
+    size_t end = 0;
+    sampling::FinishReason finish = sampling::FinishReason::kNone;
+  };
+  // The views of one StepSink in the current step.
+  struct SinkBatch {
+    StepSink* sink = nullptr;
+    std::vector<ChunkView> views;  // capacity reused across steps
   };
 
   // The tokens of KV the request may occupy, or INVALID_ARGUMENT naming the field.
   absl::StatusOr<int64_t> Validate(const ReplicaRequest& request) const;
+  // Both Submit()s: validates and queues a request for `receiver`.
+  absl::StatusOr<SubmissionId> Enqueue(ReplicaRequest request, Receiver receiver);
+  // Hands one chunk to `receiver` on its own (rejections and failures: the rare paths).
+  static void HandOne(const Receiver& receiver, const ChunkView& view);
   // Queues a cancel of `request_id`'s submission in flight, if it is `submission` (any if unset).
   absl::Status QueueCancel(std::string_view request_id, std::optional<SubmissionId> submission);
   void StepLoop();
@@ -163,6 +218,10 @@ class ReplicaHost {
   void FailAll(const absl::Status& status);
   // Step thread: takes the request out of the in-flight set, just before its final chunk.
   void Finish(const std::string& request_id);
+  // Takes the request out of the in-flight set; mu_ held.
+  void FinishLocked(const std::string& request_id);
+  // Step thread: the batch of `sink` in the current step, claimed on first use.
+  SinkBatch& BatchFor(StepSink* sink);
 
   const std::string replica_id_;
   const std::unique_ptr<engine::Engine> engine_;  // step thread only (config() is immutable)
@@ -180,8 +239,12 @@ class ReplicaHost {
   int64_t reserved_tokens_ = 0;  // sum of in_flight_'s reserved_tokens; guarded by mu_
   ReplicaCounters counters_;     // free_token_credit computed by counters(); guarded by mu_
 
-  // Step thread only.
+  // Step thread only. Nothing is inserted during RunStep(), so Outgoing may point into it.
   absl::flat_hash_map<engine::RequestId, Active> active_;
+  std::vector<Outgoing> outgoing_;  // the current step's chunks, in event order
+  std::vector<int32_t> tokens_;     // their tokens
+  std::vector<SinkBatch> batches_;  // the current step's StepSinks; first num_batches_ in use
+  size_t num_batches_ = 0;
 
   std::thread thread_;  // last: starts after every member is ready
 };

@@ -55,16 +55,9 @@ absl::Status ServeSession::SubmitToHost(uint64_t handle, const v1::ReplicaReques
   r.prompt.assign(request.prompt_token_ids().begin(), request.prompt_token_ids().end());
   r.sampling = std::move(params);
   r.resume_tokens.assign(request.resume_token_ids().begin(), request.resume_token_ids().end());
-
-  // The step thread calls the sink in order, so it tracks the index the next chunk starts at.
-  ChunkSink sink =
-      [session = shared_from_this(), handle,
-       next_index = static_cast<int64_t>(r.resume_tokens.size())](const TokenChunk& chunk) mutable {
-        RS_CHECK(chunk.first_index == next_index);
-        next_index += static_cast<int64_t>(chunk.token_ids.size());
-        session->Deliver(handle, chunk);
-      };
-  RS_ASSIGN_OR_RETURN(const SubmissionId submission, host->Submit(std::move(r), std::move(sink)));
+  // The session is the submission's StepSink; the host holds it until the final chunk.
+  RS_ASSIGN_OR_RETURN(const SubmissionId submission,
+                      host->Submit(std::move(r), shared_from_this(), handle));
 
   Flight flight{host, request.request_id(), submission};
   bool cancel_now = false;
@@ -133,37 +126,58 @@ ServeSession::TakeResult ServeSession::Take(absl::Duration timeout, v1::ServeOut
   return TakeResult::kTaken;
 }
 
-void ServeSession::Deliver(uint64_t handle, const TokenChunk& chunk) {
+void ServeSession::DeliverStep(std::span<const ChunkView> chunks) {
   bool wake = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     const bool was_empty = OutboxEmpty();
-    if (!chunk.token_ids.empty()) {
-      const auto count = static_cast<uint32_t>(chunk.token_ids.size());
-      google::protobuf::RepeatedField<uint64_t>& handles = *outbox_.mutable_handles();
-      google::protobuf::RepeatedField<uint32_t>& counts = *outbox_.mutable_counts();
-      if (!handles.empty() && handles[handles.size() - 1] == handle) {
-        counts[counts.size() - 1] += count;
-      } else {
-        handles.Add(handle);
-        counts.Add(count);
-      }
-      outbox_.mutable_token_ids()->Add(chunk.token_ids.begin(), chunk.token_ids.end());
-    }
-    if (chunk.finish != sampling::FinishReason::kNone) {
-      RS_CHECK(flights_.erase(handle) == 1);
-      v1::SubmissionEnd* end = outbox_.add_ends();
-      end->set_handle(handle);
-      if (chunk.status.ok()) {
-        end->set_finish_reason(wire::ToProto(chunk.finish));
-        end->set_prompt_tokens(chunk.prompt_tokens);
-      } else {
-        SetError(chunk.status, end);
-      }
-    }
+    for (const ChunkView& chunk : chunks) AppendLocked(chunk);
     wake = was_empty && !OutboxEmpty();
   }
   if (wake) outbox_ready_.notify_one();
+}
+
+void ServeSession::Deliver(uint64_t handle, const TokenChunk& chunk) {
+  ChunkView view;
+  view.tag = handle;
+  view.token_ids = chunk.token_ids;
+  view.first_index = chunk.first_index;
+  view.finish = chunk.finish;
+  view.prompt_tokens = chunk.prompt_tokens;
+  view.status = chunk.status;
+  DeliverStep(std::span<const ChunkView>(&view, 1));
+}
+
+void ServeSession::AppendLocked(const ChunkView& chunk) {
+  const uint64_t handle = chunk.tag;
+  if (!chunk.token_ids.empty()) {
+    const auto count = static_cast<uint32_t>(chunk.token_ids.size());
+    google::protobuf::RepeatedField<uint64_t>& handles = *outbox_.mutable_handles();
+    google::protobuf::RepeatedField<uint32_t>& counts = *outbox_.mutable_counts();
+    if (!handles.empty() && handles[handles.size() - 1] == handle) {
+      counts[counts.size() - 1] += count;
+    } else {
+      handles.Add(handle);
+      counts.Add(count);
+    }
+    google::protobuf::RepeatedField<int32_t>& token_ids = *outbox_.mutable_token_ids();
+    if (count == 1) {
+      token_ids.Add(chunk.token_ids[0]);
+    } else {
+      token_ids.Add(chunk.token_ids.begin(), chunk.token_ids.end());
+    }
+  }
+  if (chunk.finish != sampling::FinishReason::kNone) {
+    RS_CHECK(flights_.erase(handle) == 1);
+    v1::SubmissionEnd* end = outbox_.add_ends();
+    end->set_handle(handle);
+    if (chunk.status.ok()) {
+      end->set_finish_reason(wire::ToProto(chunk.finish));
+      end->set_prompt_tokens(chunk.prompt_tokens);
+    } else {
+      SetError(chunk.status, end);
+    }
+  }
 }
 
 int64_t ServeSession::submissions_in_flight() const {

@@ -18,22 +18,25 @@
 // len(resume_token_ids) of its request, in order. Consecutive tokens of one handle share a column
 // entry. ends follow the tokens of the same message.
 //
-// Ownership: created shared (Create()); the sinks of its submissions hold it, since they run on
-// the replicas' step threads and may outlive the stream. The registry must outlive every call of
-// Submit(), Cancel() and CancelAll(). A session whose stream broke must be told (CancelAll()):
-// the replicas' requests must not keep running for nobody.
+// Ownership: created shared (Create()); the replicas hold it, as the StepSink of its submissions
+// until their final chunks, since they deliver on their step threads and may outlive the stream.
+// The registry must outlive every call of Submit(), Cancel() and CancelAll(). A session whose
+// stream broke must be told (CancelAll()): the replicas' requests must not keep running for nobody.
 //
 // Thread-safety: all methods are thread-safe. Typically one reader thread submits and cancels,
 // one writer thread takes, and the replicas' step threads deliver. A Cancel() that races with the
-// Submit() of its handle may miss it: the stream's reader calls both, in the stream's order. Deliver() is the hot path
-// (millions of tokens/s per process): one mutex, amortized appends to the outbox columns, and a
-// wake-up of the writer only when the outbox goes from empty to non-empty.
+// Submit() of its handle may miss it: the stream's reader calls both, in the stream's order.
+// DeliverStep() is the hot path (millions of tokens/s per process): the session is the
+// StepSink of its submissions (tagged with their handles), so each replica step delivers all of
+// its chunks for this session in one call: one mutex acquisition, amortized appends to the outbox
+// columns, and a wake-up of the writer only when the outbox goes from empty to non-empty.
 #pragma once
 
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 
 #include "absl/container/flat_hash_map.h"
@@ -45,7 +48,7 @@
 
 namespace rackserve::worker {
 
-class ServeSession : public std::enable_shared_from_this<ServeSession> {
+class ServeSession : public StepSink, public std::enable_shared_from_this<ServeSession> {
  public:
   // What Take() did.
   enum class TakeResult {
@@ -76,10 +79,13 @@ class ServeSession : public std::enable_shared_from_this<ServeSession> {
   // its fields' capacity is reused by the next batch, so pass the same message every time).
   TakeResult Take(absl::Duration timeout, v1::ServeOutbound* out);
 
-  // Hands one chunk of `handle`'s submission to the outbox: its tokens, then its end when the
-  // chunk is final. The sinks of Submit() call this on the step threads; public so that tests and
-  // measurements can drive the outbox without an engine. Precondition: the handle of a final
-  // chunk is in flight (a non-final chunk's is not looked up: the hot path stays a plain append).
+  // Hands one step's chunks to the outbox, in order: each chunk's tokens under its tag (the
+  // submission's handle), then its end when the chunk is final. The replicas' step threads call
+  // this. Precondition: the handle of a final chunk is in flight (a non-final chunk's is not
+  // looked up: the hot path stays a plain append).
+  void DeliverStep(std::span<const ChunkView> chunks) override;
+  // DeliverStep() of one chunk of `handle`'s submission; for tests and measurements that drive
+  // the outbox without an engine.
   void Deliver(uint64_t handle, const TokenChunk& chunk);
 
   // Submissions accepted or being submitted whose end has not been delivered yet.
@@ -97,6 +103,8 @@ class ServeSession : public std::enable_shared_from_this<ServeSession> {
 
   // Submits to the replica the request whose flight Submit() created; the refusal, if any.
   absl::Status SubmitToHost(uint64_t handle, const v1::ReplicaRequest& request);
+  // Appends one chunk to the outbox; mu_ held.
+  void AppendLocked(const ChunkView& chunk);
   // Appends a failed end of `handle` to the outbox, waking the writer if needed; mu_ held.
   void AddErrorEnd(uint64_t handle, const absl::Status& status);
   // Whether the outbox holds nothing to write; mu_ held.

@@ -14,6 +14,7 @@
 #include <signal.h>
 
 #include <atomic>
+#include <cmath>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
@@ -54,6 +55,9 @@ ABSL_FLAG(std::string, backend, "cpu",
           "cpu: run the model on the CPU; sim: simulated GPUs (runtime/sim), no computation");
 ABSL_FLAG(std::string, gpu_profile, "gb300", "--backend sim: the GPU profile (gb300, gb200, h200)");
 ABSL_FLAG(double, sim_speedup, 1.0, "--backend sim: run the profile this many times faster");
+ABSL_FLAG(double, serve_flush_ms, 2,
+          "least milliseconds between two writes of a Serve stream (tokens produced meanwhile go "
+          "in the next one); 0 = write at once");
 ABSL_FLAG(double, drain_timeout_s, 60, "seconds to let requests finish on SIGTERM");
 ABSL_FLAG(double, comm_timeout_s, 30,
           "multi-rank replicas: seconds a leader's step waits on another rank before the replica "
@@ -284,6 +288,11 @@ int Main(int argc, char** argv) {
         {"--comm-connect-timeout-s", absl::GetFlag(FLAGS_comm_connect_timeout_s)}}) {
     if (!(value > 0)) tools::Fail(kTool, absl::StrCat(flag, " must be > 0, got ", value));
   }
+  const double serve_flush_ms = absl::GetFlag(FLAGS_serve_flush_ms);
+  if (!(serve_flush_ms >= 0) || std::isinf(serve_flush_ms)) {
+    tools::Fail(kTool,
+                absl::StrCat("--serve-flush-ms must be finite and >= 0, got ", serve_flush_ms));
+  }
   const size_t colon = listen.rfind(':');
   if (colon == std::string::npos) {
     tools::Fail(kTool, absl::StrCat("--listen '", listen, "' is not host:port"));
@@ -298,7 +307,7 @@ int Main(int argc, char** argv) {
 
   RankGroups rank_groups;  // outlives the registry: leaders' engines use its communicators
   ReplicaRegistry registry;
-  WorkerServiceImpl service(&registry);
+  WorkerServiceImpl service(&registry, absl::Milliseconds(serve_flush_ms));
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);

@@ -173,6 +173,7 @@ absl::StatusOr<std::vector<TokenEvent>> Engine::Step(StepStats* stats) {
   pending_.clear();
   StepStats local;
   const scheduler::StepPlan plan = scheduler_.Schedule();
+  events.reserve(events.size() + plan.chunks.size());
   local.preempted = static_cast<int64_t>(plan.preempted.size());
 
   if (!plan.empty()) {
@@ -227,7 +228,7 @@ absl::StatusOr<std::vector<TokenEvent>> Engine::Step(StepStats* stats) {
       if (event.finish == sampling::FinishReason::kNone && generated + 1 >= state.max_new_tokens) {
         event.finish = sampling::FinishReason::kLength;  // the context is full
       }
-      scheduler_.AppendToken(id, event.token);
+      scheduler_.AppendToken(sc, event.token);
       if (event.finish != sampling::FinishReason::kNone) {
         RS_RETURN_IF_ERROR(scheduler_.Remove(id));
         requests_.erase(id);

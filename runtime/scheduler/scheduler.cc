@@ -1,13 +1,25 @@
 #include "runtime/scheduler/scheduler.h"
 
 #include <algorithm>
-#include <iterator>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "runtime/base/status_macros.h"
 
 namespace rackserve::scheduler {
+namespace {
+
+// Erases `seq` from `list`, which is sorted by arrival and holds it.
+template <typename List>
+void EraseByArrival(List& list, const Sequence* seq) {
+  auto it =
+      std::lower_bound(list.begin(), list.end(), seq->arrival,
+                       [](const Sequence* s, uint64_t arrival) { return s->arrival < arrival; });
+  RS_CHECK(it != list.end() && *it == seq);
+  list.erase(it);
+}
+
+}  // namespace
 
 absl::Status ValidateSchedulerOptions(const SchedulerOptions& options) {
   if (options.max_running < 1) {
@@ -64,7 +76,7 @@ absl::Status Scheduler::Add(RequestId id, std::vector<int32_t> prompt, int64_t m
   seq->prompt_len = prompt_len;
   seq->max_new_tokens = max_new_tokens;
   seq->arrival = next_arrival_++;
-  waiting_.emplace(seq->arrival, seq.get());
+  waiting_.push_back(seq.get());  // the latest arrival
   sequences_.emplace(id, std::move(seq));
   return absl::OkStatus();
 }
@@ -85,27 +97,27 @@ void Scheduler::Preempt(Sequence* seq) {
   seq->num_computed = 0;
   seq->state = SequenceState::kWaiting;
   ++seq->num_preemptions;
-  running_.erase(seq->arrival);
-  waiting_.emplace(seq->arrival, seq);
+  RS_CHECK(running_.back() == seq);  // the latest running arrival, earlier than every waiting one
+  running_.pop_back();
+  waiting_.push_front(seq);
 }
 
 StepPlan Scheduler::Schedule() {
   StepPlan plan;
+  plan.chunks.reserve(std::min<size_t>(running_.size() + waiting_.size(),
+                                       static_cast<size_t>(options_.max_running)));
   int64_t budget = options_.max_tokens_per_step;
 
   // 1. Running sequences, FCFS. Victims of preemption are always later in arrival order than the
-  // sequence being served, so they have no chunk in the plan yet.
-  for (auto it = running_.begin(); it != running_.end() && budget > 0;) {
-    Sequence* seq = it->second;
+  // sequence being served, so they have no chunk in the plan yet (and running_[i] stays put).
+  for (size_t i = 0; i < running_.size() && budget > 0; ++i) {
+    Sequence* seq = running_[i];
     const int64_t uncomputed = seq->num_uncomputed();
-    if (uncomputed == 0 || (!options_.chunked_prefill && uncomputed > budget)) {
-      ++it;
-      continue;
-    }
+    if (uncomputed == 0 || (!options_.chunked_prefill && uncomputed > budget)) continue;
     const int64_t count = std::min(uncomputed, budget);
     bool preempted_self = false;
     while (!GrowBlockTable(seq, seq->num_computed + count)) {
-      Sequence* victim = std::prev(running_.end())->second;
+      Sequence* victim = running_.back();
       plan.preempted.push_back(victim->id);
       Preempt(victim);
       if (victim == seq) {
@@ -117,20 +129,19 @@ StepPlan Scheduler::Schedule() {
     plan.chunks.push_back({seq, seq->num_computed, count, count == uncomputed});
     plan.num_tokens += count;
     budget -= count;
-    ++it;
   }
 
   // 2. Admission, FCFS, only when this step preempted nothing.
   if (!plan.preempted.empty()) return plan;
   while (!waiting_.empty() && budget > 0 &&
          num_running() < static_cast<int64_t>(options_.max_running)) {
-    Sequence* seq = waiting_.begin()->second;
+    Sequence* seq = waiting_.front();
     const int64_t uncomputed = seq->num_uncomputed();
     if (!options_.chunked_prefill && uncomputed > budget) break;
     const int64_t count = std::min(uncomputed, budget);
     if (!GrowBlockTable(seq, count)) break;
-    waiting_.erase(waiting_.begin());
-    running_.emplace(seq->arrival, seq);
+    waiting_.pop_front();
+    running_.push_back(seq);
     seq->state = SequenceState::kRunning;
     plan.chunks.push_back({seq, 0, count, count == uncomputed});
     plan.num_tokens += count;
@@ -152,7 +163,14 @@ void Scheduler::Commit(const StepPlan& plan) {
 void Scheduler::AppendToken(RequestId id, int32_t token) {
   auto it = sequences_.find(id);
   RS_CHECK(it != sequences_.end());
-  Sequence* seq = it->second.get();
+  AppendTo(it->second.get(), token);
+}
+
+void Scheduler::AppendToken(const ScheduledChunk& chunk, int32_t token) {
+  AppendTo(chunk.seq, token);
+}
+
+void Scheduler::AppendTo(Sequence* seq, int32_t token) {
   RS_CHECK(seq->state == SequenceState::kRunning);
   RS_CHECK(seq->num_uncomputed() == 0);
   RS_CHECK(seq->num_generated() < seq->max_new_tokens);
@@ -167,9 +185,9 @@ absl::Status Scheduler::Remove(RequestId id) {
   Sequence* seq = it->second.get();
   allocator_->ReleaseAll(seq->block_table);
   if (seq->state == SequenceState::kRunning) {
-    running_.erase(seq->arrival);
+    EraseByArrival(running_, seq);
   } else {
-    waiting_.erase(seq->arrival);
+    EraseByArrival(waiting_, seq);
   }
   sequences_.erase(it);
   return absl::OkStatus();

@@ -25,11 +25,11 @@
 #pragma once
 
 #include <cstdint>
-#include <map>
+#include <deque>
 #include <memory>
-#include <unordered_map>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "runtime/kv/block_allocator.h"
 #include "runtime/kv/kv_cache_config.h"
@@ -72,6 +72,9 @@ class Scheduler {
   // Appends a sampled token to a running sequence whose positions are all computed (after Commit,
   // for a chunk with samples == true). At most max_new_tokens generated tokens per sequence.
   void AppendToken(RequestId id, int32_t token);
+  // As AppendToken(chunk.seq->id, token), without the lookup: `chunk` is from the plan just
+  // committed.
+  void AppendToken(const ScheduledChunk& chunk, int32_t token);
 
   // Removes a finished or cancelled sequence in any state and releases its blocks.
   // NOT_FOUND for an unknown id.
@@ -88,6 +91,8 @@ class Scheduler {
   // Grows seq's block table to cover positions [0, end). False (allocating nothing) when too few
   // blocks are free.
   bool GrowBlockTable(Sequence* seq, int64_t end);
+  // AppendToken's checks and append.
+  void AppendTo(Sequence* seq, int32_t token);
   // Releases seq's blocks and moves it from running to waiting for recompute.
   void Preempt(Sequence* seq);
 
@@ -96,9 +101,11 @@ class Scheduler {
   kv::BlockAllocator* const allocator_;  // not owned
 
   uint64_t next_arrival_ = 0;
-  std::unordered_map<RequestId, std::unique_ptr<Sequence>> sequences_;
-  std::map<uint64_t, Sequence*> waiting_;  // by arrival
-  std::map<uint64_t, Sequence*> running_;  // by arrival
+  absl::flat_hash_map<RequestId, std::unique_ptr<Sequence>> sequences_;
+  // Both in arrival order; every running sequence arrived before every waiting one, so admission
+  // moves waiting_.front() to running_.back() and preemption running_.back() to waiting_.front().
+  std::deque<Sequence*> waiting_;
+  std::vector<Sequence*> running_;
 };
 
 }  // namespace rackserve::scheduler

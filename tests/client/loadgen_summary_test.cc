@@ -74,7 +74,10 @@ TEST(LoadgenSummaryTest, SummaryTextAndJson) {
   rack.tokens_per_second = 110;
   rack.vms = {{"vm00", 50}, {"vm01", 60}};
   rack.audit = "delivered 1100, worker-reported 1100: exact";
+  rack.gpus_own_tokens_per_second = 125;
   const std::string text = FormatSummary(s, rack);
+  EXPECT_THAT(text, HasSubstr("Sum of the GPUs' own figures    : 125.00 (busy time only; the rack "
+                              "reached 88.0% of it)"));
   EXPECT_THAT(text, HasSubstr("Scenario : Server\n"));
   EXPECT_THAT(text, HasSubstr("Completed samples per second    : 10.00\n"));
   EXPECT_THAT(text, HasSubstr("Tokens per second               : 110.00\n"));
@@ -90,6 +93,7 @@ TEST(LoadgenSummaryTest, SummaryTextAndJson) {
   EXPECT_DOUBLE_EQ(json["tokens_per_second"].get<double>(), 110);
   EXPECT_EQ(json["rack"]["vms"].size(), 2u);
   EXPECT_NEAR(json["rack"]["vm_spread_percent"].get<double>(), 18.18, 0.01);
+  EXPECT_DOUBLE_EQ(json["rack"]["gpus_own_tokens_per_second"].get<double>(), 125);
 }
 
 }  // namespace

@@ -156,12 +156,21 @@ TEST_F(RackctlProcessTest, CommandsAgainstARealRack) {
   EXPECT_GT(summary["rack"]["tokens_per_second"].get<double>(), 0);
   EXPECT_THAT(ReadFile(*dir_ + "/bench/mlperf_log_summary.txt"), HasSubstr("Result is : VALID"));
 
-  // bench server: Poisson arrivals through Generate streams.
-  r = Rackctl(
-      {"bench", "--scenario", "server", "--count", "6", "--qps", "20", "--max-output", "8"});
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_THAT(r.output, HasSubstr("Scenario : Server"));
-  EXPECT_THAT(r.output, HasSubstr("Every sample completed        : Yes (6 of 6)"));
+  // bench server: Poisson arrivals on one SubmitBatch stream with first-token notes, then the
+  // same straight to the workers' Serve streams (--direct, the coordinator's baseline).
+  for (const char* direct : {"", "--direct"}) {
+    std::vector<std::string> args = {"bench", "--scenario", "server", "--count", "6",
+                                     "--qps", "20", "--max-output", "8"};
+    if (*direct != '\0') args.push_back(direct);
+    r = Rackctl(args);
+    ASSERT_EQ(r.exit_code, 0) << direct << r.output;
+    EXPECT_THAT(r.output, HasSubstr("Scenario : Server"));
+    EXPECT_THAT(r.output, HasSubstr("Every sample completed        : Yes (6 of 6)"));
+    EXPECT_THAT(r.output, HasSubstr("TTFT samples                    : 6"));
+  }
+  r = Rackctl({"bench", "--scenario", "offline", "--direct"});
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("--direct"));
 
   // top --once: one frame.
   r = Rackctl({"top", "--once"});

@@ -1,15 +1,19 @@
 // ReplicaHost on the tiny model: streamed chunks equal the engine's own output, many concurrent
 // submitters, cancel (a late cancel never reaches a later submission of the same id), drain,
 // resume after failover equal to the uninterrupted run, an engine that fails, the counters and
-// credit the coordinator routes by, bad requests.
+// credit the coordinator routes by, bad requests; StepSinks (one call per step with every chunk
+// of it, beside ChunkSinks on the same host; ended UNAVAILABLE at shutdown).
 #include "worker/replica_host.h"
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <map>
 #include <mutex>
 #include <random>
+#include <set>
+#include <span>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -76,6 +80,61 @@ class Collector {
   std::condition_variable cv_;
   std::map<std::string, Result> results_;
   int finished_ = 0;
+};
+
+// A StepSink recording its batches, with Collector's checks per tag.
+class StepCollector : public StepSink {
+ public:
+  void DeliverStep(std::span<const ChunkView> chunks) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    EXPECT_FALSE(chunks.empty());
+    ++calls_;
+    max_batch_ = std::max(max_batch_, chunks.size());
+    std::set<uint64_t> tags;
+    for (const ChunkView& chunk : chunks) {
+      EXPECT_TRUE(tags.insert(chunk.tag).second) << "two chunks of tag " << chunk.tag;
+      Collector::Result& r = results_[chunk.tag];
+      EXPECT_EQ(r.finish, FinishReason::kNone) << "chunk after the end of tag " << chunk.tag;
+      if (r.chunks == 0) r.first_index = chunk.first_index;
+      EXPECT_EQ(chunk.first_index, r.first_index + static_cast<int64_t>(r.tokens.size()));
+      r.tokens.insert(r.tokens.end(), chunk.token_ids.begin(), chunk.token_ids.end());
+      ++r.chunks;
+      r.finish = chunk.finish;
+      r.status = chunk.status;
+      r.prompt_tokens = chunk.prompt_tokens;
+      if (chunk.finish != FinishReason::kNone) ++finished_;
+    }
+    cv_.notify_all();
+  }
+  bool WaitFinished(int n) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, absl::ToChronoNanoseconds(kWait), [&] { return finished_ >= n; });
+  }
+  bool WaitStarted(uint64_t tag) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, absl::ToChronoNanoseconds(kWait),
+                        [&] { return results_.contains(tag) && !results_[tag].tokens.empty(); });
+  }
+  Collector::Result Get(uint64_t tag) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return results_[tag];
+  }
+  int calls() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return calls_;
+  }
+  size_t max_batch() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return max_batch_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<uint64_t, Collector::Result> results_;
+  int finished_ = 0;
+  int calls_ = 0;
+  size_t max_batch_ = 0;
 };
 
 engine::EngineOptions Options() {
@@ -161,6 +220,56 @@ TEST(ReplicaHostTest, StreamsTheEnginesTokensAndCountsThem) {
   EXPECT_EQ(c.running, 0);
   EXPECT_EQ(c.waiting, 0);
   EXPECT_EQ(c.free_token_credit, c.kv_blocks_total * Options().kv_block_size);
+}
+
+TEST(ReplicaHostTest, StepSinkGetsEachStepsChunksInOneCallBesideChunkSinks) {
+  auto host = LoadHost();
+  ASSERT_NE(host, nullptr);
+  std::mt19937_64 rng(7);
+  std::vector<ReplicaRequest> requests;
+  for (int i = 0; i < 8; ++i) {
+    requests.push_back(Request("s" + std::to_string(i), RandomPrompt(rng, 3 + i * 2), 5 + i % 4,
+                               i % 2 == 0 ? 0 : 300 + i));
+  }
+  const auto steps = std::make_shared<StepCollector>();
+  Collector collector;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    // Every third request on a ChunkSink: both kinds share the host's steps.
+    const absl::Status s =
+        i % 3 == 2 ? host->Submit(requests[i], collector.Sink(requests[i].request_id)).status()
+                   : host->Submit(requests[i], steps, 100 + i).status();
+    ASSERT_TRUE(s.ok()) << s;
+  }
+  ASSERT_TRUE(steps->WaitFinished(6));
+  ASSERT_TRUE(collector.WaitFinished(2));
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const Collector::Result got =
+        i % 3 == 2 ? collector.Get(requests[i].request_id) : steps->Get(100 + i);
+    EXPECT_TRUE(got.status.ok()) << got.status;
+    EXPECT_EQ(got.first_index, 0) << i;
+    EXPECT_EQ(got.tokens, EngineTokens(requests[i])) << i;
+    EXPECT_EQ(got.finish, FinishReason::kMaxTokens) << i;
+    EXPECT_EQ(got.prompt_tokens, static_cast<int64_t>(requests[i].prompt.size())) << i;
+  }
+  ASSERT_TRUE(host->WaitIdle(kWait));
+  EXPECT_LE(steps->calls(), host->counters().steps);  // at most one call per step
+  EXPECT_GT(steps->max_batch(), 1u);                  // batched: several requests in one call
+}
+
+TEST(ReplicaHostTest, StepSinkRequestsEndUnavailableWhenTheHostShutsDown) {
+  auto host = LoadHost();
+  ASSERT_NE(host, nullptr);
+  std::mt19937_64 rng(8);
+  const auto steps = std::make_shared<StepCollector>();
+  ASSERT_TRUE(host->Submit(Request("long", RandomPrompt(rng, 5), 400), steps, 1).ok());
+  ASSERT_TRUE(steps->WaitStarted(1));
+  host.reset();
+  const Collector::Result got = steps->Get(1);
+  EXPECT_EQ(got.finish, FinishReason::kCancelled);
+  EXPECT_EQ(got.status.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(got.status.message()), HasSubstr("'r0' shut down"));
+  EXPECT_EQ(got.prompt_tokens, 5);
+  EXPECT_LT(static_cast<int64_t>(got.tokens.size()), 400);
 }
 
 TEST(ReplicaHostTest, ManyConcurrentSubmittersGetTheirOwnTokens) {

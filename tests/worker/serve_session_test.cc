@@ -1,8 +1,10 @@
 // ServeSession without gRPC: the outbox columns (handles/counts/token_ids, consecutive chunks of
-// one handle sharing an entry), ends after each submission's last token, Take()'s timeout, wake-up
-// and kDone, refusals as ends, Cancel() and CancelAll() over a real replica of the tiny model.
+// one handle sharing an entry; a step's chunks in one DeliverStep call), ends after each
+// submission's last token, Take()'s timeout, wake-up and kDone, refusals as ends, Cancel() and
+// CancelAll() over a real replica of the tiny model.
 #include "worker/serve_session.h"
 
+#include <span>
 #include <thread>
 #include <vector>
 
@@ -51,6 +53,27 @@ TEST(ServeSessionOutboxTest, ChunksBecomeColumnsInOrder) {
   EXPECT_THAT(out.token_ids(), ElementsAre(9));
   EXPECT_EQ(session->Take(absl::Milliseconds(5), &out), ServeSession::TakeResult::kTimedOut);
   EXPECT_TRUE(out.handles().empty());
+}
+
+TEST(ServeSessionOutboxTest, OneStepsChunksBecomeColumnsInOneCall) {
+  ReplicaRegistry registry;
+  const std::shared_ptr<ServeSession> session = ServeSession::Create(&registry);
+  v1::ServeOutbound out;
+  const std::vector<int32_t> tokens = {1, 2, 3, 4};
+  std::vector<ChunkView> step(3);
+  step[0].tag = 7;
+  step[0].token_ids = std::span<const int32_t>(tokens).subspan(0, 1);
+  step[1].tag = 8;
+  step[1].token_ids = std::span<const int32_t>(tokens).subspan(1, 2);
+  step[1].first_index = 5;
+  step[2].tag = 9;
+  step[2].token_ids = std::span<const int32_t>(tokens).subspan(3, 1);
+  session->DeliverStep(step);
+  ASSERT_EQ(session->Take(absl::ZeroDuration(), &out), ServeSession::TakeResult::kTaken);
+  EXPECT_THAT(out.handles(), ElementsAre(7, 8, 9));
+  EXPECT_THAT(out.counts(), ElementsAre(1, 2, 1));
+  EXPECT_THAT(out.token_ids(), ElementsAre(1, 2, 3, 4));
+  EXPECT_TRUE(out.ends().empty());
 }
 
 TEST(ServeSessionOutboxTest, TakeWakesOnTheFirstChunkAndEndsWhenInputCloses) {

@@ -12,12 +12,14 @@
 #include "rackserve/v1/worker.grpc.pb.h"
 #include "tests/support/child_process.h"
 #include "tests/worker/fake_coordinator.h"
+#include "tests/worker/serve_stream.h"
 #include "tests/worker/test_model.h"
 
 namespace rackserve::worker {
 namespace {
 
 using ::rackserve::testing::Child;
+using ::testing::HasSubstr;
 
 constexpr absl::Duration kWait = absl::Seconds(30);
 
@@ -30,20 +32,31 @@ void Assign(v1::RegisterResponse* response, const std::string& replica_id) {
   a->add_ranks()->set_vm("vm0");
 }
 
-// Submits a one-token request to `replica_id`; the stream's final status.
+// Submits a one-token request to `replica_id` on a Serve stream of its own and half-closes; how
+// the submission ended: OK when it finished with its token, else its end's code and message (or
+// the call's status when the call failed).
 grpc::Status Submit(v1::WorkerService::Stub& worker, const std::string& replica_id) {
+  testing::ServeStream stream(&worker);
   v1::ReplicaRequest request;
   request.set_replica_id(replica_id);
   request.set_request_id("q");
+  request.set_handle(1);
   request.add_prompt_token_ids(5);
   request.mutable_sampling()->set_max_new_tokens(1);
-  grpc::ClientContext context;
-  context.set_deadline(absl::ToChronoTime(absl::Now() + kWait));
-  auto reader = worker.Submit(&context, request);
-  v1::TokenChunk chunk;
-  while (reader->Read(&chunk)) {
+  request.mutable_sampling()->set_ignore_eos(true);
+  stream.Submit(request);
+  const grpc::Status call = stream.Finish();
+  if (!call.ok()) return call;
+  const testing::ServeStream::Submission got = stream.Get(1);
+  EXPECT_TRUE(got.Ended());
+  if (got.ends.empty()) return grpc::Status(grpc::StatusCode::INTERNAL, "no end for handle 1");
+  const v1::SubmissionEnd& end = got.ends[0];
+  if (end.error_code() != 0) {
+    return grpc::Status(static_cast<grpc::StatusCode>(end.error_code()), end.error_message());
   }
-  return reader->Finish();
+  EXPECT_EQ(end.finish_reason(), v1::FINISH_REASON_MAX_TOKENS);
+  EXPECT_EQ(got.tokens.size(), 1u);
+  return grpc::Status::OK;
 }
 
 TEST(WorkerDrainProcessTest, DrainingWorkerAcceptsNoNewAssignmentsAfterRegisteringAgain) {
@@ -74,6 +87,7 @@ TEST(WorkerDrainProcessTest, DrainingWorkerAcceptsNoNewAssignmentsAfterRegisteri
     absl::SleepFor(absl::Milliseconds(20));
   }
   EXPECT_EQ(refused.error_code(), grpc::StatusCode::UNAVAILABLE) << refused.error_message();
+  EXPECT_THAT(refused.error_message(), HasSubstr("'r0' is draining"));
 
   // The coordinator restarts on the same address and assigns one more replica.
   coordinator.reset();
@@ -86,7 +100,9 @@ TEST(WorkerDrainProcessTest, DrainingWorkerAcceptsNoNewAssignmentsAfterRegisteri
   const v1::Heartbeat last = coordinator->heartbeats().back();
   ASSERT_EQ(last.replicas_size(), 1);
   EXPECT_EQ(last.replicas(0).replica_id(), "r0");
-  EXPECT_EQ(Submit(*stub, "r1").error_code(), grpc::StatusCode::NOT_FOUND);
+  const grpc::Status unknown = Submit(*stub, "r1");
+  EXPECT_EQ(unknown.error_code(), grpc::StatusCode::NOT_FOUND) << unknown.error_message();
+  EXPECT_THAT(unknown.error_message(), HasSubstr("'r1'"));
   EXPECT_EQ(Submit(*stub, "r0").error_code(), grpc::StatusCode::UNAVAILABLE);
 }
 

@@ -1,22 +1,27 @@
 // rackctl bench --scenario offline|server|interactive [--count N] [--qps R] [--seed S]
-//   [--out-dir DIR] [--max-output N] [--direct]
+//   [--out-dir DIR] [--max-output N] [--streams N] [--direct]
 //
 // A LoadGen-style run on the synthetic MLPerf-llama2-like dataset (synthetic_dataset.h), every
 // request greedy with ignore_eos and max_new_tokens = the sample's output length.
-// - offline: every sample submitted at once through one SubmitBatch stream. TTFT is the
-//   coordinator's (a batch returns whole completions); latency is measured here.
-// - server / interactive: Poisson arrivals at --qps on one SubmitBatch stream with first-token
-//   notes; TTFT, TPOT and latency measured here. With --direct the samples go straight to the
+// - offline: every sample submitted at once, round-robin over --streams (default 4) SubmitBatch
+//   streams (the coordinator reads each on one thread). TTFT is the coordinator's (a batch
+//   returns whole completions); latency is measured here.
+// - server / interactive: Poisson arrivals at --qps, round-robin over the same streams, with
+//   first-token notes; TTFT, TPOT and latency measured here. With --direct the samples go straight to the
 //   workers' Serve streams (direct_workers.h): the baseline for what the coordinator adds.
 // Prints the summary (loadgen_summary.h) with the rack's own figure from GetStats (before/after
 // deltas per VM) and writes mlperf_log_summary.txt and summary.json to --out-dir. Exit 1 when a
 // sample failed; an INVALID verdict on latency alone still exits 0 (it is a result).
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
+#include <deque>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <map>
+#include <mutex>
 #include <random>
 #include <string>
 #include <thread>
@@ -59,94 +64,153 @@ absl::StatusOr<v1::RackStats> GetStats(RackConnection& rack) {
   return stats;
 }
 
-// Offline: one SubmitBatch stream with every sample. Returns the coordinator's job figure
-// ("batch-tokens-per-second" trailing metadata; 0 when absent).
-absl::StatusOr<double> RunOffline(RackConnection& rack, const std::vector<DatasetSample>& samples,
-                                  Clock::time_point* start, Clock::time_point* end,
-                                  std::vector<SampleRecord>* records) {
-  grpc::ClientContext call;
-  auto stream = rack.stub().SubmitBatch(&call);
-  *start = Clock::now();
-  *end = *start;
-  std::thread writer([&] {
-    for (size_t i = 0; i < samples.size(); ++i) {
-      if (!stream->Write(ToGenerateRequest(SpecFor(samples[i], i)))) break;
-    }
-    stream->WritesDone();
-  });
-  tools::ProgressBar progress("bench offline", "samples");
-  int64_t done = 0;
-  v1::Completion completion;
-  while (stream->Read(&completion)) {
-    *end = Clock::now();
-    int64_t index = -1;
-    if (absl::SimpleAtoi(completion.request_id().substr(1), &index) && index >= 0 &&
-        index < static_cast<int64_t>(records->size())) {
-      SampleRecord& r = (*records)[index];
-      r.completed = completion.error_code() == 0;
-      r.error = completion.error_message();
-      r.output_tokens = completion.token_ids_size();
-      r.ttft_seconds = completion.timings().ttft_seconds();
-      r.latency_seconds = Seconds(*end - *start);
-    }
-    progress.Update(++done, static_cast<int64_t>(samples.size()));
-  }
-  writer.join();
-  progress.Finish();
-  const grpc::Status status = stream->Finish();
-  if (!status.ok()) return rack.Convert(status, "SubmitBatch");
-  double batch_tokens_per_second = 0;
-  for (const auto& [key, value] : call.GetServerTrailingMetadata()) {
-    if (std::string(key.data(), key.size()) == "batch-tokens-per-second") {
-      if (!absl::SimpleAtod(std::string(value.data(), value.size()), &batch_tokens_per_second)) {
-        batch_tokens_per_second = 0;
-      }
-    }
-  }
-  return batch_tokens_per_second;
-}
-
-// The coordinator as a StreamingTarget: one SubmitBatch stream, every request asking for its
-// first-token note.
+// The coordinator as a StreamingTarget: `streams` SubmitBatch streams, sample i on stream
+// i % streams (the coordinator reads each stream on one thread; several streams feed it
+// faster), a reader thread per stream. With `notify`, every request asks for its first-token
+// note.
 class CoordinatorBatch final : public StreamingTarget {
  public:
-  CoordinatorBatch(RackConnection& rack, size_t samples)
-      : rack_(rack), stream_(rack.stub().SubmitBatch(&call_)), samples_(samples) {}
+  CoordinatorBatch(RackConnection& rack, size_t samples, int streams, bool notify)
+      : rack_(rack), samples_(samples), notify_(notify), readers_left_(streams) {
+    for (int i = 0; i < streams; ++i) {
+      auto stream = std::make_unique<Stream>();
+      stream->rw = rack.stub().SubmitBatch(&stream->call);
+      streams_.push_back(std::move(stream));
+    }
+    for (const std::unique_ptr<Stream>& stream : streams_) {
+      stream->reader = std::thread([this, s = stream.get()] { ReadLoop(s); });
+    }
+  }
+  ~CoordinatorBatch() override {
+    for (const std::unique_ptr<Stream>& stream : streams_) {
+      stream->call.TryCancel();
+      if (stream->reader.joinable()) stream->reader.join();
+    }
+  }
 
-  bool Send(size_t /*sample*/, const v1::GenerateRequest& request) override {
+  bool Send(size_t sample, const v1::GenerateRequest& request) override {
+    Stream& stream = *streams_[sample % streams_.size()];
+    if (!notify_) return stream.rw->Write(request);
     v1::GenerateRequest noted = request;
     noted.set_notify_first_token(true);
-    return stream_->Write(noted);
+    return stream.rw->Write(noted);
   }
-  void DoneSending() override { stream_->WritesDone(); }
+  void DoneSending() override {
+    for (const std::unique_ptr<Stream>& stream : streams_) stream->rw->WritesDone();
+  }
   bool Next(SampleEvent* event) override {
+    std::unique_lock<std::mutex> lock(mu_);
+    changed_.wait(lock, [&] { return !events_.empty() || readers_left_ == 0; });
+    if (events_.empty()) return false;
+    *event = std::move(events_.front());
+    events_.pop_front();
+    return true;
+  }
+  absl::Status Finish() override {
+    absl::Status first_error;
+    for (const std::unique_ptr<Stream>& stream : streams_) {
+      if (stream->reader.joinable()) stream->reader.join();
+      const grpc::Status status = stream->rw->Finish();
+      if (!status.ok() && first_error.ok()) first_error = rack_.Convert(status, "SubmitBatch");
+    }
+    return first_error;
+  }
+
+  // The coordinator's offline job figure over every stream (after Finish()): their generated
+  // tokens over the longest stream's time from first issue to last completion (each stream's
+  // "batch-generated-tokens" / "batch-tokens-per-second" trailing metadata); 0 when absent.
+  double JobTokensPerSecond() const {
+    double tokens = 0, seconds = 0;
+    for (const std::unique_ptr<Stream>& stream : streams_) {
+      double stream_tokens = 0, rate = 0;
+      for (const auto& [key, value] : stream->call.GetServerTrailingMetadata()) {
+        const std::string name(key.data(), key.size()), text(value.data(), value.size());
+        if (name == "batch-generated-tokens" && !absl::SimpleAtod(text, &stream_tokens)) {
+          stream_tokens = 0;
+        }
+        if (name == "batch-tokens-per-second" && !absl::SimpleAtod(text, &rate)) rate = 0;
+      }
+      tokens += stream_tokens;
+      if (rate > 0) seconds = std::max(seconds, stream_tokens / rate);
+    }
+    return seconds > 0 ? tokens / seconds : 0;
+  }
+
+ private:
+  struct Stream {
+    grpc::ClientContext call;
+    std::unique_ptr<grpc::ClientReaderWriter<v1::GenerateRequest, v1::Completion>> rw;
+    std::thread reader;
+  };
+
+  void ReadLoop(Stream* stream) {
     v1::Completion completion;
-    while (stream_->Read(&completion)) {
+    while (stream->rw->Read(&completion)) {
       int64_t i = -1;
       if (!absl::SimpleAtoi(completion.request_id().substr(1), &i) || i < 0 ||
           i >= static_cast<int64_t>(samples_)) {
         continue;
       }
-      event->sample = static_cast<size_t>(i);
-      event->first_token = completion.first_token();
-      event->completed = !event->first_token && completion.error_code() == 0;
-      event->output_tokens = completion.token_ids_size();
-      event->error = completion.error_message();
-      return true;
+      SampleEvent event;
+      event.sample = static_cast<size_t>(i);
+      event.first_token = completion.first_token();
+      event.completed = !event.first_token && completion.error_code() == 0;
+      event.output_tokens = completion.token_ids_size();
+      event.error = completion.error_message();
+      event.coordinator_ttft_seconds = completion.timings().ttft_seconds();
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        events_.push_back(std::move(event));
+      }
+      changed_.notify_one();
     }
-    return false;
-  }
-  absl::Status Finish() override {
-    const grpc::Status status = stream_->Finish();
-    return status.ok() ? absl::OkStatus() : rack_.Convert(status, "SubmitBatch");
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      --readers_left_;
+    }
+    changed_.notify_all();
   }
 
- private:
   RackConnection& rack_;
-  grpc::ClientContext call_;
-  std::unique_ptr<grpc::ClientReaderWriter<v1::GenerateRequest, v1::Completion>> stream_;
   const size_t samples_;
+  const bool notify_;
+  std::vector<std::unique_ptr<Stream>> streams_;
+  std::mutex mu_;
+  std::condition_variable changed_;
+  std::deque<SampleEvent> events_;  // guarded by mu_
+  int readers_left_;                // guarded by mu_
 };
+
+// Offline: every sample written at once (round-robin over the target's streams). TTFT is the
+// coordinator's (a batch returns whole completions); latency is measured here.
+absl::Status RunOffline(StreamingTarget& target, const std::vector<DatasetSample>& samples,
+                        Clock::time_point* start, Clock::time_point* end,
+                        std::vector<SampleRecord>* records) {
+  *start = Clock::now();
+  *end = *start;
+  std::thread writer([&] {
+    for (size_t i = 0; i < samples.size(); ++i) {
+      if (!target.Send(i, ToGenerateRequest(SpecFor(samples[i], i)))) break;
+    }
+    target.DoneSending();
+  });
+  tools::ProgressBar progress("bench offline", "samples");
+  int64_t done = 0;
+  SampleEvent event;
+  while (target.Next(&event)) {
+    *end = Clock::now();
+    SampleRecord& r = (*records)[event.sample];
+    r.completed = event.completed;
+    r.error = event.error;
+    r.output_tokens = event.output_tokens;
+    r.ttft_seconds = event.coordinator_ttft_seconds;
+    r.latency_seconds = Seconds(*end - *start);
+    progress.Update(++done, static_cast<int64_t>(samples.size()));
+  }
+  writer.join();
+  progress.Finish();
+  return target.Finish();
+}
 
 // Server / interactive: Poisson arrivals at `qps` on `target` (no thread or call per request).
 // TTFT is measured here, from the moment a request was written to the moment its first token
@@ -261,15 +325,17 @@ absl::Status WriteFile(const std::filesystem::path& path, const std::string& tex
 
 int RunBench(const CommandContext& context, const std::vector<std::string>& argv) {
   absl::StatusOr<CommandArgs> args =
-      CommandArgs::Parse(argv, {"scenario", "count", "qps", "seed", "out-dir", "max-output"},
-                         {"direct"});
+      CommandArgs::Parse(
+          argv, {"scenario", "count", "qps", "seed", "out-dir", "max-output", "streams"},
+          {"direct"});
   if (!args.ok()) return ReportUsage(kCommand, args.status());
   if (!args->Has("scenario") || !args->positional().empty()) {
     return ReportUsage(kCommand,
                        absl::InvalidArgumentError("usage: rackctl bench --scenario "
                                                   "offline|server|interactive [--count N] "
                                                   "[--qps R] [--seed S] [--out-dir DIR] "
-                                                  "[--max-output N] [--direct]"));
+                                                  "[--max-output N] [--streams N] "
+                                                  "[--direct]"));
   }
   if (args->Has("direct") && args->String("scenario", "") == "offline") {
     return ReportUsage(kCommand, absl::InvalidArgumentError(
@@ -282,7 +348,9 @@ int RunBench(const CommandContext& context, const std::vector<std::string>& argv
   absl::StatusOr<double> qps = args->Double("qps", 1.0, 1e-6, 1e7);
   absl::StatusOr<int64_t> seed = args->Int("seed", 0, 0, INT64_MAX);
   absl::StatusOr<int64_t> max_output = args->Int("max-output", 1023, 1, 1023);
-  for (const absl::Status& s : {count.status(), qps.status(), seed.status(), max_output.status()}) {
+  absl::StatusOr<int64_t> streams = args->Int("streams", 4, 1, 64);
+  for (const absl::Status& s : {count.status(), qps.status(), seed.status(), max_output.status(),
+                                streams.status()}) {
     if (!s.ok()) return ReportUsage(kCommand, s);
   }
   const std::string out_dir = args->String("out-dir", "");
@@ -308,9 +376,10 @@ int RunBench(const CommandContext& context, const std::vector<std::string>& argv
   Clock::time_point start, end;
   double batch_tokens_per_second = 0;
   if (*scenario == Scenario::kOffline) {
-    absl::StatusOr<double> figure = RunOffline(**rack, *samples, &start, &end, &run.samples);
-    if (!figure.ok()) return ReportFailure(kCommand, figure.status());
-    batch_tokens_per_second = *figure;
+    CoordinatorBatch target(**rack, samples->size(), static_cast<int>(*streams), false);
+    const absl::Status ran = RunOffline(target, *samples, &start, &end, &run.samples);
+    if (!ran.ok()) return ReportFailure(kCommand, ran);
+    batch_tokens_per_second = target.JobTokensPerSecond();
   } else {
     run.target_qps = *qps;
     std::unique_ptr<StreamingTarget> target;
@@ -319,7 +388,8 @@ int RunBench(const CommandContext& context, const std::vector<std::string>& argv
       if (!direct.ok()) return ReportFailure(kCommand, direct.status());
       target = *std::move(direct);
     } else {
-      target = std::make_unique<CoordinatorBatch>(**rack, samples->size());
+      target = std::make_unique<CoordinatorBatch>(**rack, samples->size(),
+                                                  static_cast<int>(*streams), true);
     }
     const absl::Status streamed = RunStreaming(*target, *samples, *qps, dataset.seed,
                                                args->String("scenario", ""), &start, &end,

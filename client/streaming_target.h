@@ -20,6 +20,7 @@ struct SampleEvent {
   bool completed = false;     // otherwise it ended: true when it finished, false when it failed
   int64_t output_tokens = 0;  // at its end
   std::string error;          // why it failed; "" when it finished
+  double coordinator_ttft_seconds = 0;  // at its end, when the coordinator measured it
 };
 
 class StreamingTarget {

@@ -55,7 +55,7 @@ ABSL_FLAG(std::string, backend, "cpu",
           "cpu: run the model on the CPU; sim: simulated GPUs (runtime/sim), no computation");
 ABSL_FLAG(std::string, gpu_profile, "gb300", "--backend sim: the GPU profile (gb300, gb200, h200)");
 ABSL_FLAG(double, sim_speedup, 1.0, "--backend sim: run the profile this many times faster");
-ABSL_FLAG(double, serve_flush_ms, 2,
+ABSL_FLAG(double, serve_flush_ms, 5,
           "least milliseconds between two writes of a Serve stream (tokens produced meanwhile go "
           "in the next one); 0 = write at once");
 ABSL_FLAG(double, drain_timeout_s, 60, "seconds to let requests finish on SIGTERM");

@@ -142,6 +142,7 @@ class FakeWorker final : public v1::WorkerService::Service {
 
   std::atomic<int64_t> break_after_{-1};     // tokens before the stream breaks (once); -1 never
   std::atomic<bool> answer_failure_{false};  // break_after_ ends the submission as a failed replica
+  std::atomic<bool> malformed_{false};  // break_after_ sends a message whose columns do not add up
   std::atomic<int64_t> token_delay_ms_{0};
   std::atomic<bool> silent_{false};  // keeps the heartbeat stream open but sends nothing
   std::atomic<int64_t> generated_{0};
@@ -194,6 +195,14 @@ class FakeWorker final : public v1::WorkerService::Service {
         if (answer_failure_) {  // the worker itself ends the submission: its replica failed
           end.set_error_code(static_cast<int32_t>(absl::StatusCode::kUnavailable));
           end.set_error_message("fake replica failed");
+        } else if (malformed_) {  // a handle without its count: the coordinator drops the link
+          session.out.add_handles(request.handle());
+          session.out.add_token_ids(ExpectedToken(prompt, i));
+          ++generated_;
+          end.set_handle(0);
+          session.mutex.Unlock();
+          while (!session.broken) absl::SleepFor(absl::Milliseconds(5));  // until it hangs up
+          session.mutex.Lock();
         } else {
           session.broken = true;
           end.set_handle(0);
@@ -488,6 +497,20 @@ TEST_F(RackServiceTest, FailedReplicaFailsOverWithoutKillingItsLiveWorker) {
   ExpectComplete(out, prompt, 12);
   EXPECT_TRUE(registry_->Alive(workers_[0]->worker_id()));  // the worker answered: not dead
   EXPECT_EQ(workers_[1]->ResumeSizes(), std::vector<int64_t>{3});
+}
+
+TEST_F(RackServiceTest, MalformedMessageDropsTheWorkerAndItsRequestMoves) {
+  workers_[0]->break_after_ = 3;  // r0 (vm0) runs the request first; its 4th message is bad
+  workers_[0]->malformed_ = true;
+  const std::vector<int32_t> prompt = {8, 1, 5};
+  const Output out = Generate(Request("bad-columns", prompt, 10));
+  ExpectComplete(out, prompt, 10);
+  EXPECT_EQ(workers_[1]->ResumeSizes(), std::vector<int64_t>{3});
+  EXPECT_FALSE(registry_->Alive(workers_[0]->worker_id()));  // a worker that garbles is dropped
+  // The audit: the bad message's token was received but never delivered.
+  const v1::RackStats stats = Stats();
+  EXPECT_EQ(stats.audit().delivered_tokens(), 10);
+  EXPECT_EQ(stats.audit().discarded_tokens(), 1);
 }
 
 TEST_F(RackServiceTest, SilentWorkerIsDeclaredDeadAndItsRequestMoves) {

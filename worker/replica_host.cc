@@ -85,23 +85,9 @@ absl::StatusOr<int64_t> ReplicaHost::Validate(const ReplicaRequest& r) const {
   return len + new_tokens;
 }
 
-absl::StatusOr<SubmissionId> ReplicaHost::Submit(ReplicaRequest request, ChunkSink sink) {
-  RS_CHECK(sink != nullptr);
-  Receiver receiver;
-  receiver.fn = std::move(sink);
-  return Enqueue(std::move(request), std::move(receiver));
-}
-
 absl::StatusOr<SubmissionId> ReplicaHost::Submit(ReplicaRequest request,
                                                  std::shared_ptr<StepSink> sink, uint64_t tag) {
   RS_CHECK(sink != nullptr);
-  Receiver receiver;
-  receiver.batch = std::move(sink);
-  receiver.tag = tag;
-  return Enqueue(std::move(request), std::move(receiver));
-}
-
-absl::StatusOr<SubmissionId> ReplicaHost::Enqueue(ReplicaRequest request, Receiver receiver) {
   RS_ASSIGN_OR_RETURN(const int64_t reserved_tokens, Validate(request));
   SubmissionId submission = 0;
   {
@@ -123,7 +109,7 @@ absl::StatusOr<SubmissionId> ReplicaHost::Enqueue(ReplicaRequest request, Receiv
     }
     ++next_submission_;
     reserved_tokens_ += reserved_tokens;
-    queued_.push_back(Queued{submission, std::move(request), std::move(receiver)});
+    queued_.push_back(Queued{submission, std::move(request), Receiver{tag, std::move(sink)}});
   }
   cv_.notify_all();
   return submission;
@@ -345,11 +331,7 @@ absl::Status ReplicaHost::RunStep() {
     view.finish = out.finish;
     if (out.finish != sampling::FinishReason::kNone) view.prompt_tokens = active.prompt_tokens;
     active.next_index += static_cast<int64_t>(out.end - out.begin);
-    if (active.receiver.batch != nullptr) {
-      BatchFor(active.receiver.batch.get()).views.push_back(std::move(view));
-    } else {
-      HandOne(active.receiver, view);
-    }
+    BatchFor(active.receiver.sink.get()).views.push_back(std::move(view));
   }
   for (size_t i = 0; i < num_batches_; ++i) batches_[i].sink->DeliverStep(batches_[i].views);
   // Last: the finished requests' receivers kept their StepSinks alive through the delivery.
@@ -372,17 +354,7 @@ ReplicaHost::SinkBatch& ReplicaHost::BatchFor(StepSink* sink) {
 }
 
 void ReplicaHost::HandOne(const Receiver& receiver, const ChunkView& view) {
-  if (receiver.batch != nullptr) {
-    receiver.batch->DeliverStep(std::span<const ChunkView>(&view, 1));
-    return;
-  }
-  TokenChunk chunk;
-  chunk.token_ids.assign(view.token_ids.begin(), view.token_ids.end());
-  chunk.first_index = view.first_index;
-  chunk.finish = view.finish;
-  chunk.prompt_tokens = view.prompt_tokens;
-  chunk.status = view.status;
-  receiver.fn(chunk);
+  receiver.sink->DeliverStep(std::span<const ChunkView>(&view, 1));
 }
 
 void ReplicaHost::FailAll(const absl::Status& status) {

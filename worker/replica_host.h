@@ -3,13 +3,12 @@
 //
 // Submit() and Cancel() may be called from any thread: they validate and queue. The step thread
 // admits queued requests into the engine, runs steps, and hands each request's tokens to its sink
-// as they are produced (one chunk per request per step). Two kinds of sink:
-//   - a ChunkSink (std::function): called once per chunk with a TokenChunk owning its tokens;
-//   - a StepSink (the hot path, e.g. a ServeSession): called once per step with every chunk of
-//     that step for the requests submitted with it, as ChunkViews borrowing the host's step
-//     buffer (no call, vector or lock per request). Each view carries the request's tag.
-// A request's chunks reach its sink in index order. Within one step, ChunkSinks are called first
-// (in the engine's event order), then each StepSink once (its views in event order).
+// as they are produced (one chunk per request per step). The sink is a StepSink (e.g. a
+// ServeSession): called once per step with every chunk of that step for the requests submitted
+// with it, as ChunkViews borrowing the host's step buffer (no call, vector or lock per request).
+// Each view carries the tag its request was submitted with. A request's chunks reach its sink in
+// index order; within one step each StepSink is called once, its views in the engine's event
+// order.
 // Every accepted request ends with exactly one final chunk (finish != kNone): after its last
 // token, on Cancel(), or with an UNAVAILABLE status when the engine failed or the host shut down.
 // A request leaves the in-flight set just before its final chunk is handed over, so the sink may
@@ -39,7 +38,6 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
-#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -70,29 +68,18 @@ struct ReplicaRequest {
 // Names one accepted Submit() call; unique for the host's lifetime.
 using SubmissionId = uint64_t;
 
-// Consecutive generated tokens of one request.
-struct TokenChunk {
-  std::vector<int32_t> token_ids;  // may be empty on a final chunk
-  int64_t first_index = 0;         // index of token_ids[0] among all generated tokens (resumed
-                                   // ones included); on an empty chunk, the next index
+// Consecutive generated tokens of one request, as a StepSink sees them (the tokens borrowed).
+struct ChunkView {
+  uint64_t tag = 0;                    // the tag the request was submitted with
+  std::span<const int32_t> token_ids;  // valid only during the DeliverStep() call; may be empty
+                                       // on a final chunk
+  int64_t first_index = 0;  // index of token_ids[0] among all generated tokens (resumed ones
+                            // included); on an empty chunk, the next index
   sampling::FinishReason finish = sampling::FinishReason::kNone;  // set on the final chunk only
   int64_t prompt_tokens = 0;  // len(prompt), on the final chunk only
   // Not OK on a final chunk when the request failed here: UNAVAILABLE when the replica failed or
   // shut down (the coordinator retries it elsewhere).
   absl::Status status;
-};
-
-// Called on the step thread with each chunk of one request, in order.
-using ChunkSink = std::function<void(const TokenChunk&)>;
-
-// One chunk as a StepSink sees it: TokenChunk's fields, the tokens borrowed.
-struct ChunkView {
-  uint64_t tag = 0;                    // the tag the request was submitted with
-  std::span<const int32_t> token_ids;  // valid only during the DeliverStep() call
-  int64_t first_index = 0;             // as TokenChunk::first_index
-  sampling::FinishReason finish = sampling::FinishReason::kNone;  // set on the final chunk only
-  int64_t prompt_tokens = 0;  // len(prompt), on the final chunk only
-  absl::Status status;        // as TokenChunk::status
 };
 
 // Receives the chunks of every request submitted with it, a step at a time (see the top).
@@ -131,13 +118,12 @@ class ReplicaHost {
   ReplicaHost(const ReplicaHost&) = delete;
   ReplicaHost& operator=(const ReplicaHost&) = delete;
 
-  // Validates and queues a request whose chunks go to `sink`. INVALID_ARGUMENT naming the field
-  // (request_id, prompt_token_ids[i], resume_token_ids[i], sampling.*, a request longer than the
-  // context or the KV cache); ALREADY_EXISTS for a request_id in flight; UNAVAILABLE when the
-  // host is draining or its engine failed. On error the sink is never called.
-  absl::StatusOr<SubmissionId> Submit(ReplicaRequest request, ChunkSink sink);
-  // As Submit(request, sink), the chunks going to `sink` (non-null; the host holds it until the
-  // final chunk is delivered) in per-step batches, each chunk carrying `tag`.
+  // Validates and queues a request whose chunks go to `sink` (non-null; the host holds it until
+  // the final chunk is delivered) in per-step batches, each chunk carrying `tag`.
+  // INVALID_ARGUMENT naming the field (request_id, prompt_token_ids[i], resume_token_ids[i],
+  // sampling.*, a request longer than the context or the KV cache); ALREADY_EXISTS for a
+  // request_id in flight; UNAVAILABLE when the host is draining or its engine failed. On error
+  // the sink is never called for this request.
   absl::StatusOr<SubmissionId> Submit(ReplicaRequest request, std::shared_ptr<StepSink> sink,
                                       uint64_t tag);
   // Ends the submission of `request_id` now in flight; its final chunk (kCancelled) follows.
@@ -165,11 +151,10 @@ class ReplicaHost {
     SubmissionId submission = 0;
     int64_t reserved_tokens = 0;  // the most KV the request can occupy
   };
-  // Where a request's chunks go: `batch` with `tag` when set, else `fn`.
+  // Where a request's chunks go: `sink`, each chunk carrying `tag`.
   struct Receiver {
     uint64_t tag = 0;
-    std::shared_ptr<StepSink> batch;
-    ChunkSink fn;
+    std::shared_ptr<StepSink> sink;
   };
   struct Queued {
     SubmissionId submission = 0;
@@ -201,8 +186,6 @@ class ReplicaHost {
 
   // The tokens of KV the request may occupy, or INVALID_ARGUMENT naming the field.
   absl::StatusOr<int64_t> Validate(const ReplicaRequest& request) const;
-  // Both Submit()s: validates and queues a request for `receiver`.
-  absl::StatusOr<SubmissionId> Enqueue(ReplicaRequest request, Receiver receiver);
   // Hands one chunk to `receiver` on its own (rejections and failures: the rare paths).
   static void HandOne(const Receiver& receiver, const ChunkView& view);
   // Queues a cancel of `request_id`'s submission in flight, if it is `submission` (any if unset).

@@ -137,17 +137,6 @@ void ServeSession::DeliverStep(std::span<const ChunkView> chunks) {
   if (wake) outbox_ready_.notify_one();
 }
 
-void ServeSession::Deliver(uint64_t handle, const TokenChunk& chunk) {
-  ChunkView view;
-  view.tag = handle;
-  view.token_ids = chunk.token_ids;
-  view.first_index = chunk.first_index;
-  view.finish = chunk.finish;
-  view.prompt_tokens = chunk.prompt_tokens;
-  view.status = chunk.status;
-  DeliverStep(std::span<const ChunkView>(&view, 1));
-}
-
 void ServeSession::AppendLocked(const ChunkView& chunk) {
   const uint64_t handle = chunk.tag;
   if (!chunk.token_ids.empty()) {

@@ -84,9 +84,6 @@ class ServeSession : public StepSink, public std::enable_shared_from_this<ServeS
   // this. Precondition: the handle of a final chunk is in flight (a non-final chunk's is not
   // looked up: the hot path stays a plain append).
   void DeliverStep(std::span<const ChunkView> chunks) override;
-  // DeliverStep() of one chunk of `handle`'s submission; for tests and measurements that drive
-  // the outbox without an engine.
-  void Deliver(uint64_t handle, const TokenChunk& chunk);
 
   // Submissions accepted or being submitted whose end has not been delivered yet.
   int64_t submissions_in_flight() const;

@@ -211,6 +211,19 @@ TEST_F(RackctlProcessTest, BadUsageExitsTwoAndFailuresExitOne) {
   r = Rackctl({"status"}, false, {"RACKSERVE_RACK_DIR=" + *dir_ + "/no-rack"});
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_THAT(r.output, HasSubstr("no-rack/coordinator.addr"));
+  // bench --direct needs every VM's worker: a rack whose VM has none fails naming it.
+  std::ofstream(*dir_ + "/lonely.yaml")
+      << "model: " << *dir_ << "/model\nvms:\n  - {name: lonely, devices: 1}\n"
+      << "layout: {tp: 1, pp: 1}\n";
+  Child empty_rack({RACKSERVE_COORDINATOR_BINARY, "--topology", *dir_ + "/lonely.yaml", "--listen",
+                    "127.0.0.1:0"},
+                   *dir_ + "/lonely.log");
+  const std::string lonely = empty_rack.WaitListening(kWait);
+  ASSERT_FALSE(lonely.empty()) << empty_rack.Log();
+  r = Rackctl({"--coordinator", lonely, "bench", "--scenario", "server", "--count", "1", "--direct"},
+              false);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("vm lonely has no worker"));
 }
 
 }  // namespace

@@ -2,7 +2,7 @@
 // submitters, cancel (a late cancel never reaches a later submission of the same id), drain,
 // resume after failover equal to the uninterrupted run, an engine that fails, the counters and
 // credit the coordinator routes by, bad requests; StepSinks (one call per step with every chunk
-// of it, beside ChunkSinks on the same host; ended UNAVAILABLE at shutdown).
+// of it, beside another StepSink on the same host; ended UNAVAILABLE at shutdown).
 #include "worker/replica_host.h"
 
 #include <algorithm>
@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <random>
 #include <set>
@@ -30,8 +31,10 @@ using ::testing::HasSubstr;
 
 constexpr absl::Duration kWait = absl::Seconds(30);
 
-// Collects the chunks of many requests; checks they are contiguous and end exactly once.
-class Collector {
+// A StepSink collecting the chunks of many requests by id, each submitted with Tag(id). Checks
+// that one call holds at most one chunk per request and that a request's chunks are contiguous
+// and end exactly once.
+class Collector : public StepSink {
  public:
   struct Result {
     std::vector<int32_t> tokens;
@@ -42,9 +45,24 @@ class Collector {
     int chunks = 0;
   };
 
-  ChunkSink Sink(const std::string& id) {
-    return [this, id](const TokenChunk& chunk) {
-      std::lock_guard<std::mutex> lock(mu_);
+  // The tag to submit request `id` with (the same for every submission of `id`).
+  uint64_t Tag(const std::string& id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    const auto [it, inserted] = tags_.try_emplace(id, ids_.size());
+    if (inserted) ids_.push_back(id);
+    return it->second;
+  }
+
+  void DeliverStep(std::span<const ChunkView> chunks) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    EXPECT_FALSE(chunks.empty());
+    ++calls_;
+    max_batch_ = std::max(max_batch_, chunks.size());
+    std::set<uint64_t> tags;
+    for (const ChunkView& chunk : chunks) {
+      EXPECT_TRUE(tags.insert(chunk.tag).second) << "two chunks of tag " << chunk.tag;
+      ASSERT_LT(chunk.tag, ids_.size()) << "tag " << chunk.tag << " was never handed out";
+      const std::string& id = ids_[chunk.tag];
       Result& r = results_[id];
       EXPECT_EQ(r.finish, FinishReason::kNone) << "chunk after the end of " << id;
       if (r.chunks == 0) r.first_index = chunk.first_index;
@@ -55,8 +73,8 @@ class Collector {
       r.status = chunk.status;
       r.prompt_tokens = chunk.prompt_tokens;
       if (chunk.finish != FinishReason::kNone) ++finished_;
-      cv_.notify_all();
-    };
+    }
+    cv_.notify_all();
   }
 
   // Waits until `n` requests finished.
@@ -74,51 +92,6 @@ class Collector {
     std::lock_guard<std::mutex> lock(mu_);
     return results_[id];
   }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::map<std::string, Result> results_;
-  int finished_ = 0;
-};
-
-// A StepSink recording its batches, with Collector's checks per tag.
-class StepCollector : public StepSink {
- public:
-  void DeliverStep(std::span<const ChunkView> chunks) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    EXPECT_FALSE(chunks.empty());
-    ++calls_;
-    max_batch_ = std::max(max_batch_, chunks.size());
-    std::set<uint64_t> tags;
-    for (const ChunkView& chunk : chunks) {
-      EXPECT_TRUE(tags.insert(chunk.tag).second) << "two chunks of tag " << chunk.tag;
-      Collector::Result& r = results_[chunk.tag];
-      EXPECT_EQ(r.finish, FinishReason::kNone) << "chunk after the end of tag " << chunk.tag;
-      if (r.chunks == 0) r.first_index = chunk.first_index;
-      EXPECT_EQ(chunk.first_index, r.first_index + static_cast<int64_t>(r.tokens.size()));
-      r.tokens.insert(r.tokens.end(), chunk.token_ids.begin(), chunk.token_ids.end());
-      ++r.chunks;
-      r.finish = chunk.finish;
-      r.status = chunk.status;
-      r.prompt_tokens = chunk.prompt_tokens;
-      if (chunk.finish != FinishReason::kNone) ++finished_;
-    }
-    cv_.notify_all();
-  }
-  bool WaitFinished(int n) {
-    std::unique_lock<std::mutex> lock(mu_);
-    return cv_.wait_for(lock, absl::ToChronoNanoseconds(kWait), [&] { return finished_ >= n; });
-  }
-  bool WaitStarted(uint64_t tag) {
-    std::unique_lock<std::mutex> lock(mu_);
-    return cv_.wait_for(lock, absl::ToChronoNanoseconds(kWait),
-                        [&] { return results_.contains(tag) && !results_[tag].tokens.empty(); });
-  }
-  Collector::Result Get(uint64_t tag) {
-    std::lock_guard<std::mutex> lock(mu_);
-    return results_[tag];
-  }
   int calls() {
     std::lock_guard<std::mutex> lock(mu_);
     return calls_;
@@ -131,10 +104,24 @@ class StepCollector : public StepSink {
  private:
   std::mutex mu_;
   std::condition_variable cv_;
-  std::map<uint64_t, Collector::Result> results_;
+  std::map<std::string, uint64_t> tags_;  // by id
+  std::vector<std::string> ids_;          // by tag
+  std::map<std::string, Result> results_;
   int finished_ = 0;
   int calls_ = 0;
   size_t max_batch_ = 0;
+};
+
+// A StepSink handing each chunk of a step to `fn`, one at a time.
+class EachChunkSink : public StepSink {
+ public:
+  explicit EachChunkSink(std::function<void(const ChunkView&)> fn) : fn_(std::move(fn)) {}
+  void DeliverStep(std::span<const ChunkView> chunks) override {
+    for (const ChunkView& chunk : chunks) fn_(chunk);
+  }
+
+ private:
+  const std::function<void(const ChunkView&)> fn_;
 };
 
 engine::EngineOptions Options() {
@@ -197,10 +184,10 @@ TEST(ReplicaHostTest, StreamsTheEnginesTokensAndCountsThem) {
   ASSERT_NE(host, nullptr);
   std::mt19937_64 rng(1);
   const ReplicaRequest r = Request("a", RandomPrompt(rng, 13), 12);
-  Collector collector;
-  ASSERT_TRUE(host->Submit(r, collector.Sink("a")).ok());
-  ASSERT_TRUE(collector.WaitFinished(1));
-  const Collector::Result got = collector.Get("a");
+  const auto collector = std::make_shared<Collector>();
+  ASSERT_TRUE(host->Submit(r, collector, collector->Tag("a")).ok());
+  ASSERT_TRUE(collector->WaitFinished(1));
+  const Collector::Result got = collector->Get("a");
   EXPECT_TRUE(got.status.ok()) << got.status;
   EXPECT_EQ(got.first_index, 0);
   EXPECT_EQ(got.tokens, EngineTokens(r));
@@ -222,7 +209,7 @@ TEST(ReplicaHostTest, StreamsTheEnginesTokensAndCountsThem) {
   EXPECT_EQ(c.free_token_credit, c.kv_blocks_total * Options().kv_block_size);
 }
 
-TEST(ReplicaHostTest, StepSinkGetsEachStepsChunksInOneCallBesideChunkSinks) {
+TEST(ReplicaHostTest, StepSinkGetsEachStepsChunksInOneCallBesideAnotherSink) {
   auto host = LoadHost();
   ASSERT_NE(host, nullptr);
   std::mt19937_64 rng(7);
@@ -231,20 +218,19 @@ TEST(ReplicaHostTest, StepSinkGetsEachStepsChunksInOneCallBesideChunkSinks) {
     requests.push_back(Request("s" + std::to_string(i), RandomPrompt(rng, 3 + i * 2), 5 + i % 4,
                                i % 2 == 0 ? 0 : 300 + i));
   }
-  const auto steps = std::make_shared<StepCollector>();
-  Collector collector;
+  const auto steps = std::make_shared<Collector>();
+  const auto others = std::make_shared<Collector>();
   for (size_t i = 0; i < requests.size(); ++i) {
-    // Every third request on a ChunkSink: both kinds share the host's steps.
+    // Every third request on another sink: both share the host's steps.
+    const std::shared_ptr<Collector>& sink = i % 3 == 2 ? others : steps;
     const absl::Status s =
-        i % 3 == 2 ? host->Submit(requests[i], collector.Sink(requests[i].request_id)).status()
-                   : host->Submit(requests[i], steps, 100 + i).status();
+        host->Submit(requests[i], sink, sink->Tag(requests[i].request_id)).status();
     ASSERT_TRUE(s.ok()) << s;
   }
   ASSERT_TRUE(steps->WaitFinished(6));
-  ASSERT_TRUE(collector.WaitFinished(2));
+  ASSERT_TRUE(others->WaitFinished(2));
   for (size_t i = 0; i < requests.size(); ++i) {
-    const Collector::Result got =
-        i % 3 == 2 ? collector.Get(requests[i].request_id) : steps->Get(100 + i);
+    const Collector::Result got = (i % 3 == 2 ? others : steps)->Get(requests[i].request_id);
     EXPECT_TRUE(got.status.ok()) << got.status;
     EXPECT_EQ(got.first_index, 0) << i;
     EXPECT_EQ(got.tokens, EngineTokens(requests[i])) << i;
@@ -253,18 +239,20 @@ TEST(ReplicaHostTest, StepSinkGetsEachStepsChunksInOneCallBesideChunkSinks) {
   }
   ASSERT_TRUE(host->WaitIdle(kWait));
   EXPECT_LE(steps->calls(), host->counters().steps);  // at most one call per step
-  EXPECT_GT(steps->max_batch(), 1u);                  // batched: several requests in one call
+  EXPECT_LE(others->calls(), host->counters().steps);
+  EXPECT_GT(steps->max_batch(), 1u);  // batched: several requests in one call
 }
 
 TEST(ReplicaHostTest, StepSinkRequestsEndUnavailableWhenTheHostShutsDown) {
   auto host = LoadHost();
   ASSERT_NE(host, nullptr);
   std::mt19937_64 rng(8);
-  const auto steps = std::make_shared<StepCollector>();
-  ASSERT_TRUE(host->Submit(Request("long", RandomPrompt(rng, 5), 400), steps, 1).ok());
-  ASSERT_TRUE(steps->WaitStarted(1));
+  const auto steps = std::make_shared<Collector>();
+  ASSERT_TRUE(
+      host->Submit(Request("long", RandomPrompt(rng, 5), 400), steps, steps->Tag("long")).ok());
+  ASSERT_TRUE(steps->WaitStarted("long"));
   host.reset();
-  const Collector::Result got = steps->Get(1);
+  const Collector::Result got = steps->Get("long");
   EXPECT_EQ(got.finish, FinishReason::kCancelled);
   EXPECT_EQ(got.status.code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(std::string(got.status.message()), HasSubstr("'r0' shut down"));
@@ -283,22 +271,22 @@ TEST(ReplicaHostTest, ManyConcurrentSubmittersGetTheirOwnTokens) {
     requests.push_back(Request("req" + std::to_string(i), RandomPrompt(rng, 1 + i * 3), 4 + i % 7,
                                i % 2 == 0 ? 0 : 100 + i));
   }
-  Collector collector;
+  const auto collector = std::make_shared<Collector>();
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       for (int i = t * kPerThread; i < (t + 1) * kPerThread; ++i) {
         const absl::Status s =
-            host->Submit(requests[i], collector.Sink(requests[i].request_id)).status();
+            host->Submit(requests[i], collector, collector->Tag(requests[i].request_id)).status();
         EXPECT_TRUE(s.ok()) << s;
       }
     });
   }
   for (std::thread& t : threads) t.join();
-  ASSERT_TRUE(collector.WaitFinished(kThreads * kPerThread));
+  ASSERT_TRUE(collector->WaitFinished(kThreads * kPerThread));
   int64_t total = 0;
   for (const ReplicaRequest& r : requests) {
-    const Collector::Result got = collector.Get(r.request_id);
+    const Collector::Result got = collector->Get(r.request_id);
     EXPECT_EQ(got.tokens, EngineTokens(r)) << r.request_id;
     EXPECT_EQ(got.finish, FinishReason::kMaxTokens) << r.request_id;
     total += static_cast<int64_t>(got.tokens.size());
@@ -311,13 +299,14 @@ TEST(ReplicaHostTest, CancelEndsTheRequestWithOneFinalChunk) {
   auto host = LoadHost();
   ASSERT_NE(host, nullptr);
   std::mt19937_64 rng(3);
-  Collector collector;
+  const auto collector = std::make_shared<Collector>();
   ASSERT_TRUE(
-      host->Submit(Request("long", RandomPrompt(rng, 5), 400), collector.Sink("long")).ok());
-  ASSERT_TRUE(collector.WaitStarted("long"));
+      host->Submit(Request("long", RandomPrompt(rng, 5), 400), collector, collector->Tag("long"))
+          .ok());
+  ASSERT_TRUE(collector->WaitStarted("long"));
   ASSERT_TRUE(host->Cancel("long").ok());
-  ASSERT_TRUE(collector.WaitFinished(1));
-  const Collector::Result got = collector.Get("long");
+  ASSERT_TRUE(collector->WaitFinished(1));
+  const Collector::Result got = collector->Get("long");
   EXPECT_EQ(got.finish, FinishReason::kCancelled);
   EXPECT_TRUE(got.status.ok()) << got.status;
   EXPECT_LT(got.tokens.size(), 400u);
@@ -333,26 +322,27 @@ TEST(ReplicaHostTest, DrainFinishesInFlightAndRefusesNewRequests) {
   auto host = LoadHost();
   ASSERT_NE(host, nullptr);
   std::mt19937_64 rng(4);
-  Collector collector;
+  const auto collector = std::make_shared<Collector>();
   for (int i = 0; i < 3; ++i) {
     const std::string id = "d" + std::to_string(i);
-    ASSERT_TRUE(host->Submit(Request(id, RandomPrompt(rng, 7), 20), collector.Sink(id)).ok());
+    ASSERT_TRUE(
+        host->Submit(Request(id, RandomPrompt(rng, 7), 20), collector, collector->Tag(id)).ok());
   }
   host->Drain();
   EXPECT_TRUE(host->draining());
   EXPECT_EQ(host->counters().free_token_credit, 0);
   const absl::Status refused =
-      host->Submit(Request("late", {5, 6}, 4), collector.Sink("late")).status();
+      host->Submit(Request("late", {5, 6}, 4), collector, collector->Tag("late")).status();
   EXPECT_EQ(refused.code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(std::string(refused.message()), HasSubstr("'r0' is draining"));
   ASSERT_TRUE(host->WaitIdle(kWait));
-  ASSERT_TRUE(collector.WaitFinished(3));
+  ASSERT_TRUE(collector->WaitFinished(3));
   for (int i = 0; i < 3; ++i) {
-    const Collector::Result got = collector.Get("d" + std::to_string(i));
+    const Collector::Result got = collector->Get("d" + std::to_string(i));
     EXPECT_EQ(got.finish, FinishReason::kMaxTokens);
     EXPECT_EQ(got.tokens.size(), 20u);
   }
-  EXPECT_EQ(collector.Get("late").chunks, 0);
+  EXPECT_EQ(collector->Get("late").chunks, 0);
 }
 
 // The coordinator may resubmit a request_id as soon as its final chunk is out (failover): a cancel
@@ -362,13 +352,15 @@ TEST(ReplicaHostTest, LateCancelNeverReachesALaterSubmissionOfTheSameId) {
   ASSERT_NE(host, nullptr);
   std::mt19937_64 rng(6);
   const std::vector<int32_t> prompt = RandomPrompt(rng, 6);
-  Collector first, second, third;
+  const auto first = std::make_shared<Collector>();
+  const auto second = std::make_shared<Collector>();
+  const auto third = std::make_shared<Collector>();
   const absl::StatusOr<SubmissionId> a =
-      host->Submit(Request("same", prompt, 2), first.Sink("same"));
+      host->Submit(Request("same", prompt, 2), first, first->Tag("same"));
   ASSERT_TRUE(a.ok()) << a.status();
-  ASSERT_TRUE(first.WaitFinished(1));
+  ASSERT_TRUE(first->WaitFinished(1));
   const absl::StatusOr<SubmissionId> b =
-      host->Submit(Request("same", prompt, 40), second.Sink("same"));
+      host->Submit(Request("same", prompt, 40), second, second->Tag("same"));
   ASSERT_TRUE(b.ok()) << b.status();
   EXPECT_NE(*a, *b);
 
@@ -376,19 +368,19 @@ TEST(ReplicaHostTest, LateCancelNeverReachesALaterSubmissionOfTheSameId) {
   EXPECT_EQ(late.code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(std::string(late.message()), HasSubstr(absl::StrCat("submission ", *a)));
   EXPECT_THAT(std::string(late.message()), HasSubstr("'same'"));
-  ASSERT_TRUE(second.WaitFinished(1));
-  EXPECT_EQ(second.Get("same").finish, FinishReason::kMaxTokens);
-  EXPECT_EQ(second.Get("same").tokens.size(), 40u);
+  ASSERT_TRUE(second->WaitFinished(1));
+  EXPECT_EQ(second->Get("same").finish, FinishReason::kMaxTokens);
+  EXPECT_EQ(second->Get("same").tokens.size(), 40u);
 
   // The submission in flight is cancelled by its own id.
   const absl::StatusOr<SubmissionId> c =
-      host->Submit(Request("same", prompt, 400), third.Sink("same"));
+      host->Submit(Request("same", prompt, 400), third, third->Tag("same"));
   ASSERT_TRUE(c.ok()) << c.status();
-  ASSERT_TRUE(third.WaitStarted("same"));
+  ASSERT_TRUE(third->WaitStarted("same"));
   EXPECT_EQ(host->Cancel("same", *b).code(), absl::StatusCode::kNotFound);
   ASSERT_TRUE(host->Cancel("same", *c).ok());
-  ASSERT_TRUE(third.WaitFinished(1));
-  EXPECT_EQ(third.Get("same").finish, FinishReason::kCancelled);
+  ASSERT_TRUE(third->WaitFinished(1));
+  EXPECT_EQ(third->Get("same").finish, FinishReason::kCancelled);
   EXPECT_EQ(host->Cancel("same", *c).code(), absl::StatusCode::kNotFound);
 }
 
@@ -404,22 +396,22 @@ TEST(ReplicaHostTest, ConcurrentLateCancelsOnlyEndTheirOwnSubmission) {
   std::vector<SubmissionId> submissions;  // by round
   std::vector<bool> cancel_sent;          // by round: a cancel of that round's submission left
   const ReplicaRequest request = Request("race", {7, 8, 9}, 6);
-  std::function<void(const TokenChunk&)> sink;
-  sink = [&](const TokenChunk& chunk) {
+  std::shared_ptr<StepSink> sink;
+  sink = std::make_shared<EachChunkSink>([&](const ChunkView& chunk) {
     if (chunk.finish == FinishReason::kNone) return;
     std::lock_guard<std::mutex> lock(mu);
     finishes.push_back(chunk.finish);
     if (static_cast<int>(finishes.size()) < kRounds) {
-      const absl::StatusOr<SubmissionId> next = host->Submit(request, sink);
+      const absl::StatusOr<SubmissionId> next = host->Submit(request, sink, 0);
       EXPECT_TRUE(next.ok()) << next.status();
       submissions.push_back(next.ok() ? *next : 0);
       cancel_sent.push_back(false);
     }
     cv.notify_all();
-  };
+  });
   {
     std::lock_guard<std::mutex> lock(mu);
-    const absl::StatusOr<SubmissionId> first = host->Submit(request, sink);
+    const absl::StatusOr<SubmissionId> first = host->Submit(request, sink, 0);
     ASSERT_TRUE(first.ok()) << first.status();
     submissions.push_back(*first);
     cancel_sent.push_back(false);
@@ -465,20 +457,21 @@ TEST(ReplicaHostTest, FailedEngineEndsItsRequestsUnavailableAndTakesNoMore) {
   auto host = testing::LoadFailingHost("r0", testing::TinyModelDir(), /*fail_at=*/30, Options());
   ASSERT_TRUE(host.ok()) << host.status();
   std::mt19937_64 rng(8);
-  Collector collector;
+  const auto collector = std::make_shared<Collector>();
   for (const char* id : {"f1", "f2"}) {
-    ASSERT_TRUE((*host)->Submit(Request(id, RandomPrompt(rng, 9), 50), collector.Sink(id)).ok());
+    ASSERT_TRUE(
+        (*host)->Submit(Request(id, RandomPrompt(rng, 9), 50), collector, collector->Tag(id)).ok());
   }
-  ASSERT_TRUE(collector.WaitFinished(2));
+  ASSERT_TRUE(collector->WaitFinished(2));
   for (const char* id : {"f1", "f2"}) {
-    const Collector::Result got = collector.Get(id);
+    const Collector::Result got = collector->Get(id);
     EXPECT_EQ(got.status.code(), absl::StatusCode::kUnavailable) << id << ": " << got.status;
     EXPECT_THAT(std::string(got.status.message()), HasSubstr("replica 'r0'"));
     EXPECT_THAT(std::string(got.status.message()), HasSubstr("injected failure"));
     EXPECT_EQ(got.finish, FinishReason::kCancelled) << id;
     EXPECT_LT(got.tokens.size(), 50u) << id;
   }
-  EXPECT_FALSE(collector.Get("f1").tokens.empty());  // it ran before the failure
+  EXPECT_FALSE(collector->Get("f1").tokens.empty());  // it ran before the failure
 
   EXPECT_EQ((*host)->failure().code(), absl::StatusCode::kUnavailable);
   ASSERT_TRUE((*host)->WaitIdle(kWait));
@@ -487,12 +480,12 @@ TEST(ReplicaHostTest, FailedEngineEndsItsRequestsUnavailableAndTakesNoMore) {
   EXPECT_EQ(c.running, 0);
   EXPECT_EQ(c.waiting, 0);
   const absl::Status refused =
-      (*host)->Submit(Request("late", {5, 6}, 4), collector.Sink("late")).status();
+      (*host)->Submit(Request("late", {5, 6}, 4), collector, collector->Tag("late")).status();
   EXPECT_EQ(refused.code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(std::string(refused.message()), HasSubstr("replica 'r0'"));
   EXPECT_THAT(std::string(refused.message()), HasSubstr("injected failure"));
   EXPECT_THAT(std::string(refused.message()), HasSubstr("'late' not admitted"));
-  EXPECT_EQ(collector.Get("late").chunks, 0);
+  EXPECT_EQ(collector->Get("late").chunks, 0);
 }
 
 // The per-step counters the heartbeats carry: batch occupancy, queue, KV and credit while
@@ -510,13 +503,14 @@ TEST(ReplicaHostTest, CountersFollowAdmissionsStepsAndCredit) {
   EXPECT_EQ(c.running + c.waiting + c.kv_blocks_used + c.steps, 0);
 
   std::mt19937_64 rng(9);
-  Collector collector;
+  const auto collector = std::make_shared<Collector>();
   constexpr int kRequests = 4;
   constexpr int64_t kPrompt = 10, kMaxNew = 100;  // each reserves 110 tokens
   for (int i = 0; i < kRequests; ++i) {
     const std::string id = "c" + std::to_string(i);
-    ASSERT_TRUE(
-        host->Submit(Request(id, RandomPrompt(rng, kPrompt), kMaxNew), collector.Sink(id)).ok());
+    ASSERT_TRUE(host->Submit(Request(id, RandomPrompt(rng, kPrompt), kMaxNew), collector,
+                             collector->Tag(id))
+                    .ok());
   }
   // Two run (max_running), two wait in the engine's queue.
   bool seen = false;
@@ -537,11 +531,11 @@ TEST(ReplicaHostTest, CountersFollowAdmissionsStepsAndCredit) {
     const absl::Status s = host->Cancel("c" + std::to_string(i));
     EXPECT_TRUE(s.ok() || s.code() == absl::StatusCode::kNotFound) << s;
   }
-  ASSERT_TRUE(collector.WaitFinished(kRequests));
+  ASSERT_TRUE(collector->WaitFinished(kRequests));
   ASSERT_TRUE(host->WaitIdle(kWait));
   int64_t delivered = 0;
   for (int i = 0; i < kRequests; ++i) {
-    delivered += static_cast<int64_t>(collector.Get("c" + std::to_string(i)).tokens.size());
+    delivered += static_cast<int64_t>(collector->Get("c" + std::to_string(i)).tokens.size());
   }
   c = host->counters();
   EXPECT_EQ(c.generated_tokens, delivered);
@@ -560,10 +554,10 @@ TEST(ReplicaHostTest, ResumedRequestEqualsTheUninterruptedRun) {
   for (const uint64_t seed : {uint64_t{0}, uint64_t{77}}) {
     const std::string tag = seed == 0 ? "greedy" : "seeded";
     const ReplicaRequest full = Request(tag, RandomPrompt(rng, 11), 15, seed);
-    Collector collector;
-    ASSERT_TRUE(host->Submit(full, collector.Sink(tag)).ok());
-    ASSERT_TRUE(collector.WaitFinished(1));
-    const Collector::Result uninterrupted = collector.Get(tag);
+    const auto collector = std::make_shared<Collector>();
+    ASSERT_TRUE(host->Submit(full, collector, collector->Tag(tag)).ok());
+    ASSERT_TRUE(collector->WaitFinished(1));
+    const Collector::Result uninterrupted = collector->Get(tag);
     ASSERT_EQ(uninterrupted.tokens.size(), 15u);
     ASSERT_TRUE(host->WaitIdle(kWait));
 
@@ -571,9 +565,9 @@ TEST(ReplicaHostTest, ResumedRequestEqualsTheUninterruptedRun) {
     ReplicaRequest resumed = full;
     resumed.request_id = tag + "-resumed";
     resumed.resume_tokens.assign(uninterrupted.tokens.begin(), uninterrupted.tokens.begin() + k);
-    ASSERT_TRUE(host->Submit(resumed, collector.Sink(resumed.request_id)).ok());
-    ASSERT_TRUE(collector.WaitFinished(2));
-    const Collector::Result rest = collector.Get(resumed.request_id);
+    ASSERT_TRUE(host->Submit(resumed, collector, collector->Tag(resumed.request_id)).ok());
+    ASSERT_TRUE(collector->WaitFinished(2));
+    const Collector::Result rest = collector->Get(resumed.request_id);
     EXPECT_EQ(rest.first_index, k) << tag;
     EXPECT_EQ(rest.prompt_tokens, 11) << tag;
     EXPECT_EQ(rest.finish, uninterrupted.finish) << tag;
@@ -589,9 +583,9 @@ TEST(ReplicaHostTest, BadRequestsAreRejectedWithTheField) {
   options.kv_num_blocks = 16;  // 64 tokens
   auto host = LoadHost(options);
   ASSERT_NE(host, nullptr);
-  Collector collector;
+  const auto collector = std::make_shared<Collector>();
   auto expect = [&](ReplicaRequest r, absl::StatusCode code, const std::string& culprit) {
-    const absl::Status s = host->Submit(std::move(r), collector.Sink("bad")).status();
+    const absl::Status s = host->Submit(std::move(r), collector, collector->Tag("bad")).status();
     EXPECT_EQ(s.code(), code) << s;
     EXPECT_THAT(std::string(s.message()), HasSubstr(culprit));
   };
@@ -614,10 +608,10 @@ TEST(ReplicaHostTest, BadRequestsAreRejectedWithTheField) {
   expect(Request("x", std::vector<int32_t>(40, 5), 30), absl::StatusCode::kInvalidArgument,
          "KV cache");
 
-  ASSERT_TRUE(host->Submit(Request("dup", {5, 6}, 30), collector.Sink("dup")).ok());
+  ASSERT_TRUE(host->Submit(Request("dup", {5, 6}, 30), collector, collector->Tag("dup")).ok());
   expect(Request("dup", {5, 6}, 3), absl::StatusCode::kAlreadyExists, "'dup'");
-  ASSERT_TRUE(collector.WaitFinished(1));
-  EXPECT_EQ(collector.Get("bad").chunks, 0);
+  ASSERT_TRUE(collector->WaitFinished(1));
+  EXPECT_EQ(collector->Get("bad").chunks, 0);
 }
 
 }  // namespace

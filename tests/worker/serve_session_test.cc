@@ -21,11 +21,14 @@ using ::testing::HasSubstr;
 
 constexpr absl::Duration kWait = absl::Seconds(30);
 
-TokenChunk Chunk(std::vector<int32_t> token_ids, int64_t first_index) {
-  TokenChunk chunk;
-  chunk.token_ids = std::move(token_ids);
+// One chunk of `handle`'s submission, as a step with only it would hand it over.
+void Deliver(ServeSession& session, uint64_t handle, std::vector<int32_t> token_ids,
+             int64_t first_index) {
+  ChunkView chunk;
+  chunk.tag = handle;
+  chunk.token_ids = token_ids;
   chunk.first_index = first_index;
-  return chunk;
+  session.DeliverStep(std::span<const ChunkView>(&chunk, 1));
 }
 
 TEST(ServeSessionOutboxTest, ChunksBecomeColumnsInOrder) {
@@ -34,11 +37,11 @@ TEST(ServeSessionOutboxTest, ChunksBecomeColumnsInOrder) {
   v1::ServeOutbound out;
   EXPECT_EQ(session->Take(absl::Milliseconds(5), &out), ServeSession::TakeResult::kTimedOut);
 
-  session->Deliver(7, Chunk({1, 2}, 0));
-  session->Deliver(7, Chunk({3}, 2));
-  session->Deliver(8, Chunk({4, 5}, 0));
-  session->Deliver(8, Chunk({}, 2));  // nothing to write
-  session->Deliver(7, Chunk({6}, 3));
+  Deliver(*session, 7, {1, 2}, 0);
+  Deliver(*session, 7, {3}, 2);
+  Deliver(*session, 8, {4, 5}, 0);
+  Deliver(*session, 8, {}, 2);  // nothing to write
+  Deliver(*session, 7, {6}, 3);
   ASSERT_EQ(session->Take(absl::ZeroDuration(), &out), ServeSession::TakeResult::kTaken);
   EXPECT_THAT(out.handles(), ElementsAre(7, 8, 7));
   EXPECT_THAT(out.counts(), ElementsAre(3, 2, 1));
@@ -46,7 +49,7 @@ TEST(ServeSessionOutboxTest, ChunksBecomeColumnsInOrder) {
   EXPECT_TRUE(out.ends().empty());
 
   // Taken whole: the next batch starts empty, in the same (reused) message.
-  session->Deliver(8, Chunk({9}, 2));
+  Deliver(*session, 8, {9}, 2);
   ASSERT_EQ(session->Take(absl::ZeroDuration(), &out), ServeSession::TakeResult::kTaken);
   EXPECT_THAT(out.handles(), ElementsAre(8));
   EXPECT_THAT(out.counts(), ElementsAre(1));
@@ -81,7 +84,7 @@ TEST(ServeSessionOutboxTest, TakeWakesOnTheFirstChunkAndEndsWhenInputCloses) {
   const std::shared_ptr<ServeSession> session = ServeSession::Create(&registry);
   std::thread producer([&] {
     absl::SleepFor(absl::Milliseconds(20));
-    session->Deliver(1, Chunk({5}, 0));
+    Deliver(*session, 1, {5}, 0);
   });
   v1::ServeOutbound out;
   const absl::Time start = absl::Now();

@@ -10,6 +10,7 @@
 #include <memory>
 #include <mutex>
 #include <random>
+#include <span>
 #include <thread>
 #include <vector>
 
@@ -28,6 +29,33 @@ using ::rackserve::worker::testing::ServeStream;
 using ::testing::HasSubstr;
 
 constexpr absl::Duration kWait = absl::Seconds(30);
+
+// A StepSink gathering the tokens of one request until its final chunk.
+class TokenSink : public StepSink {
+ public:
+  void DeliverStep(std::span<const ChunkView> chunks) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const ChunkView& c : chunks) {
+      tokens_.insert(tokens_.end(), c.token_ids.begin(), c.token_ids.end());
+      done_ = c.finish != sampling::FinishReason::kNone;
+    }
+    cv_.notify_all();
+  }
+  // Waits up to `timeout` for the final chunk; `tokens` gets the tokens received so far.
+  bool WaitDone(absl::Duration timeout, std::vector<int32_t>* tokens) {
+    std::unique_lock<std::mutex> lock(mu_);
+    const bool done =
+        cv_.wait_for(lock, absl::ToChronoNanoseconds(timeout), [this] { return done_; });
+    *tokens = tokens_;
+    return done;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<int32_t> tokens_;
+  bool done_ = false;
+};
 
 // Two replicas of the tiny model, r0 and r1, served by a WorkerServiceImpl whose flush interval
 // is FlushInterval().
@@ -86,20 +114,10 @@ class ServeTest : public ::testing::Test {
     r.prompt.assign(request.prompt_token_ids().begin(), request.prompt_token_ids().end());
     r.sampling = *params;
     r.resume_tokens.assign(request.resume_token_ids().begin(), request.resume_token_ids().end());
-    std::mutex mu;
-    std::condition_variable cv;
+    const auto sink = std::make_shared<TokenSink>();
+    EXPECT_TRUE(host->Submit(r, sink, /*tag=*/0).ok());
     std::vector<int32_t> tokens;
-    bool done = false;
-    EXPECT_TRUE(host->Submit(r,
-                             [&](const TokenChunk& c) {
-                               std::lock_guard<std::mutex> lock(mu);
-                               tokens.insert(tokens.end(), c.token_ids.begin(), c.token_ids.end());
-                               done = c.finish != sampling::FinishReason::kNone;
-                               cv.notify_all();
-                             })
-                    .ok());
-    std::unique_lock<std::mutex> lock(mu);
-    EXPECT_TRUE(cv.wait_for(lock, absl::ToChronoNanoseconds(kWait), [&] { return done; }));
+    EXPECT_TRUE(sink->WaitDone(kWait, &tokens));
     return tokens;
   }
 

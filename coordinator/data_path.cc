@@ -72,11 +72,10 @@ DataPath::DataPath(DataPathOptions options, RackContext rack)
 DataPath::~DataPath() { Shutdown(); }
 
 void DataPath::Shutdown() {
-  if (shutting_down_.exchange(true)) return;
   std::vector<std::unique_ptr<WorkerLink>> links;
   {
     absl::MutexLock lock(&mutex_);
-    stopping_ = true;
+    if (stopping_.exchange(true)) return;
     std::vector<std::shared_ptr<Flight>> left;
     for (auto& [id, flight] : flights_) left.push_back(flight);
     for (const std::shared_ptr<Flight>& flight : left) {
@@ -137,7 +136,8 @@ bool DataPath::Place(const std::shared_ptr<Flight>& flight, const std::function<
       static_cast<int64_t>(request.prompt.size()) + request.params.max_new_tokens - delivered;
   absl::StatusOr<Lease> lease =
       rack_.dispatcher->Acquire(request.prompt, cost, cancelled, options_.dispatch_timeout,
-                                CompletionsPerSecond(), request.pinned_replica);
+                                [this] { return CompletionsPerSecond(); },
+                                request.pinned_replica);
   const bool stale_lease =
       lease.ok() &&
       std::any_of(lease->worker_ids.begin(), lease->worker_ids.end(),
@@ -251,6 +251,7 @@ void DataPath::EndLocked(Flight& flight, v1::FinishReason finish, const absl::St
       rack_.latency->RecordRequest(t->ttft_seconds(), t->total_seconds(), generated);
     }
     rack_.throughput->RecordPrompt(now, prompt_tokens);
+    absl::MutexLock completions_lock(&completions_mutex_);
     completions_.Add(now, 1);
     ++completed_;
   }
@@ -444,7 +445,7 @@ void DataPath::RedispatchLoop() {
     if (flight == nullptr) continue;
     Flight* f = flight.get();
     absl::Status error;
-    if (Place(flight, [f, this] { return f->cancelled.load() || shutting_down_.load(); },
+    if (Place(flight, [f, this] { return f->cancelled.load() || stopping_.load(); },
               &error)) {
       continue;
     }
@@ -459,12 +460,12 @@ int64_t DataPath::in_flight() const {
 }
 
 int64_t DataPath::completed() const {
-  absl::MutexLock lock(&mutex_);
+  absl::MutexLock lock(&completions_mutex_);
   return completed_;
 }
 
 double DataPath::CompletionsPerSecond() const {
-  absl::MutexLock lock(&mutex_);
+  absl::MutexLock lock(&completions_mutex_);
   return completions_.Rate(rack_.clock->Now(), absl::Seconds(10));
 }
 

@@ -139,10 +139,13 @@ class DataPath final : private WorkerLink::Receiver {
   absl::flat_hash_map<std::string, std::unique_ptr<WorkerLink>> links_ ABSL_GUARDED_BY(mutex_);
   std::vector<std::unique_ptr<WorkerLink>> retired_links_ ABSL_GUARDED_BY(mutex_);
   std::deque<std::shared_ptr<Flight>> redispatch_ ABSL_GUARDED_BY(mutex_);
-  RateWindow completions_ ABSL_GUARDED_BY(mutex_);
-  int64_t completed_ ABSL_GUARDED_BY(mutex_) = 0;
-  bool stopping_ ABSL_GUARDED_BY(mutex_) = false;
-  std::atomic<bool> shutting_down_{false};
+  // A lock of their own, taken last: the dispatcher asks for the rate while holding its lock
+  // (and the data path calls the dispatcher while holding mutex_).
+  mutable absl::Mutex completions_mutex_ ABSL_ACQUIRED_AFTER(mutex_);
+  RateWindow completions_ ABSL_GUARDED_BY(completions_mutex_);
+  int64_t completed_ ABSL_GUARDED_BY(completions_mutex_) = 0;
+  // Set once, by Shutdown(); read under mutex_ and by waits that may not take it.
+  std::atomic<bool> stopping_{false};
 
   std::thread redispatcher_;  // last: starts after every member is ready
 };

@@ -13,53 +13,55 @@ namespace {
 constexpr absl::Duration kPoll = absl::Milliseconds(50);
 }  // namespace
 
+namespace {
+
+absl::flat_hash_map<std::string, size_t> IndexOf(const std::vector<ReplicaStatus>& replicas) {
+  absl::flat_hash_map<std::string, size_t> index;
+  for (size_t i = 0; i < replicas.size(); ++i) index.emplace(replicas[i].id, i);
+  return index;
+}
+
+}  // namespace
+
 Dispatcher::Dispatcher(Registry* registry, std::unique_ptr<RoutingPolicy> policy,
                        int64_t queue_limit)
-    : registry_(registry), policy_(std::move(policy)), queue_(queue_limit) {}
-
-size_t Dispatcher::IndexLocked(const std::string& replica_id) {
-  auto [it, inserted] = index_.try_emplace(replica_id, index_.size());
-  if (inserted) {
-    outstanding_.push_back(0);
-    since_report_.push_back(0);
-  }
-  return it->second;
-}
+    : registry_(registry),
+      index_(IndexOf(*registry->ReplicasSnapshot())),
+      policy_(std::move(policy)),
+      queue_(queue_limit),
+      outstanding_(index_.size(), 0),
+      since_report_(index_.size(), 0) {}
 
 std::optional<Lease> Dispatcher::TryPlaceLocked(std::span<const int32_t> prompt, int64_t cost,
                                                 std::string_view pinned_replica) {
   const std::shared_ptr<const std::vector<ReplicaStatus>> replicas = registry_->ReplicasSnapshot();
-  if (index_.size() < replicas->size()) {
-    for (const ReplicaStatus& r : *replicas) IndexLocked(r.id);
-  }
   std::vector<RouteCandidate> candidates;
   candidates.reserve(replicas->size());
-  for (const ReplicaStatus& r : *replicas) {
+  for (size_t i = 0; i < replicas->size(); ++i) {
+    const ReplicaStatus& r = (*replicas)[i];
     if (!r.live || r.address.empty()) continue;
     if (!pinned_replica.empty() && r.id != pinned_replica) continue;
-    const size_t i = index_.at(r.id);
     candidates.push_back({r.id, outstanding_[i], r.free_token_credit - since_report_[i]});
   }
   const std::optional<std::string> picked = policy_->Pick(candidates, prompt, cost);
   if (!picked.has_value()) return std::nullopt;
-  for (const ReplicaStatus& r : *replicas) {
-    if (r.id != *picked) continue;
-    const size_t i = index_.at(r.id);
-    outstanding_[i] += cost;
-    since_report_[i] += cost;
-    return Lease{r.id, i, r.address, r.leader_vm, r.leader_worker_id, r.worker_ids, cost};
-  }
-  return std::nullopt;
+  const size_t i = index_.at(*picked);
+  const ReplicaStatus& r = (*replicas)[i];
+  outstanding_[i] += cost;
+  since_report_[i] += cost;
+  return Lease{r.id, i, r.address, r.leader_vm, r.leader_worker_id, r.worker_ids, cost};
 }
 
 absl::StatusOr<Lease> Dispatcher::Acquire(std::span<const int32_t> prompt, int64_t cost,
                                           const std::function<bool()>& cancelled,
-                                          absl::Duration max_wait, double completions_per_second,
+                                          absl::Duration max_wait,
+                                          const std::function<double()>& completions_per_second,
                                           std::string_view pinned_replica) {
   const absl::Time deadline = absl::Now() + max_wait;
   if (!pinned_replica.empty()) {
-    const std::vector<ReplicaStatus> replicas = registry_->Replicas();
-    const bool live = std::any_of(replicas.begin(), replicas.end(), [&](const ReplicaStatus& r) {
+    const std::shared_ptr<const std::vector<ReplicaStatus>> replicas =
+        registry_->ReplicasSnapshot();
+    const bool live = std::any_of(replicas->begin(), replicas->end(), [&](const ReplicaStatus& r) {
       return r.id == pinned_replica && r.live && !r.address.empty();
     });
     if (!live) {
@@ -75,7 +77,7 @@ absl::StatusOr<Lease> Dispatcher::Acquire(std::span<const int32_t> prompt, int64
     }
   }
   RS_ASSIGN_OR_RETURN(const uint64_t ticket,
-                      queue_.Enqueue(RetryAfter(queue_.size(), completions_per_second)));
+                      queue_.Enqueue(RetryAfter(queue_.size(), completions_per_second())));
   while (true) {
     if (cancelled()) {
       queue_.Remove(ticket);
@@ -113,13 +115,15 @@ void Dispatcher::Release(const Lease& lease, int64_t remaining) {
 
 void Dispatcher::OnCreditReport(const std::string& replica_id) {
   absl::MutexLock lock(&mutex_);
-  since_report_[IndexLocked(replica_id)] = 0;
+  auto it = index_.find(replica_id);
+  if (it != index_.end()) since_report_[it->second] = 0;
   changed_.SignalAll();
 }
 
 void Dispatcher::OnRefused(const std::string& replica_id) {
   absl::MutexLock lock(&mutex_);
-  since_report_[IndexLocked(replica_id)] = std::numeric_limits<int64_t>::max() / 2;
+  auto it = index_.find(replica_id);
+  if (it != index_.end()) since_report_[it->second] = std::numeric_limits<int64_t>::max() / 2;
   changed_.SignalAll();
 }
 

@@ -45,6 +45,7 @@ struct Lease {
 
 class Dispatcher {
  public:
+  // The registry's replicas (the topology's, in its order) are fixed from here on.
   Dispatcher(Registry* registry, std::unique_ptr<RoutingPolicy> policy, int64_t queue_limit);
 
   // Blocks until a live replica with enough credit takes the request. RESOURCE_EXHAUSTED (with
@@ -53,9 +54,11 @@ class Dispatcher {
   // UNAVAILABLE naming the wait when no replica could take it within `max_wait` (real time:
   // waiting is a side effect, unlike the Clock-driven logic). A non-empty `pinned_replica` is the
   // only replica considered: UNAVAILABLE at once, naming it, when it is not live.
+  // `completions_per_second` (the rack's recent rate, for the retry-after hint) is asked only
+  // when the request has to wait.
   absl::StatusOr<Lease> Acquire(std::span<const int32_t> prompt, int64_t cost,
                                 const std::function<bool()>& cancelled, absl::Duration max_wait,
-                                double completions_per_second,
+                                const std::function<double()>& completions_per_second,
                                 std::string_view pinned_replica = {});
   // `tokens` of the lease's work were delivered.
   void Delivered(const Lease& lease, int64_t tokens);
@@ -78,14 +81,12 @@ class Dispatcher {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
 
   Registry* registry_;
+  // Each replica's index: its position in the topology and in the registry's snapshots.
+  const absl::flat_hash_map<std::string, size_t> index_;
   mutable absl::Mutex mutex_;
   absl::CondVar changed_;
   std::unique_ptr<RoutingPolicy> policy_ ABSL_GUARDED_BY(mutex_);
   AdmissionQueue queue_ ABSL_GUARDED_BY(mutex_);
-  // Index of each replica id in the registry's snapshot (topology order; fixed once seen).
-  size_t IndexLocked(const std::string& replica_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
-
-  absl::flat_hash_map<std::string, size_t> index_ ABSL_GUARDED_BY(mutex_);
   // By replica index: outstanding work, and tokens dispatched since the last credit report.
   std::vector<int64_t> outstanding_ ABSL_GUARDED_BY(mutex_);
   std::vector<int64_t> since_report_ ABSL_GUARDED_BY(mutex_);

@@ -228,10 +228,12 @@ class ChunkStream final : public FlightObserver {
 class BatchStream final : public FlightObserver {
  public:
   // A request of the batch is about to start. `notify_first_token`: send its first-token note.
-  void Starting(const std::string& id, bool notify_first_token, absl::Time now) {
+  // False (nothing recorded) when a request of the batch with the same id still runs.
+  bool Starting(const std::string& id, bool notify_first_token, absl::Time now) {
     absl::MutexLock lock(&mutex_);
-    running_.emplace(id, notify_first_token);
+    if (!running_.emplace(id, notify_first_token).second) return false;
     meter_.Issued(now);
+    return true;
   }
   // It did not start after all (`status` says why).
   void NotStarted(const std::string& id, const absl::Status& status) {
@@ -239,6 +241,7 @@ class BatchStream final : public FlightObserver {
     running_.erase(id);
     ready_.push_back(ErrorCompletion(id, status));
   }
+  // It was refused before Starting().
   void Refused(const std::string& id, const absl::Status& status) {
     absl::MutexLock lock(&mutex_);
     ready_.push_back(ErrorCompletion(id, status));
@@ -357,7 +360,11 @@ grpc::Status RackServiceImpl::SubmitBatch(
         continue;
       }
       const std::string id = prepared->id;
-      batch.Starting(id, request.notify_first_token(), rack_.clock->Now());
+      if (!batch.Starting(id, request.notify_first_token(), rack_.clock->Now())) {
+        batch.Refused(id, absl::InvalidArgumentError(
+                              absl::StrCat("request_id: \"", id, "\" is already in flight")));
+        continue;
+      }
       const absl::Status started =
           data_path_.Start(*std::move(prepared), &batch, [&gone] { return gone.load(); });
       if (!started.ok()) batch.NotStarted(id, started);

@@ -468,6 +468,36 @@ TEST_F(RackServiceTest, DuplicateRequestIdIsInvalidArgument) {
   EXPECT_THAT(second.status.error_message(), HasSubstr("request_id: \"dup\""));
 }
 
+TEST_F(RackServiceTest, DuplicateIdInOneBatchIsRefusedAndTheFirstRunsOn) {
+  for (auto& w : workers_) w->token_delay_ms_ = 30;  // the duplicate is refused first
+  grpc::ClientContext context;
+  auto stream = client_->SubmitBatch(&context);
+  v1::GenerateRequest first = Request("twice", {3}, 4);
+  first.set_notify_first_token(true);
+  ASSERT_TRUE(stream->Write(first));
+  ASSERT_TRUE(stream->Write(Request("twice", {4}, 4)));
+  stream->WritesDone();
+  int notes = 0, completed = 0, refused = 0;
+  v1::Completion message;
+  while (stream->Read(&message)) {
+    EXPECT_EQ(message.request_id(), "twice");
+    if (message.first_token()) {
+      ++notes;
+    } else if (message.error_code() != 0) {
+      EXPECT_EQ(message.error_code(), static_cast<int>(absl::StatusCode::kInvalidArgument));
+      EXPECT_THAT(message.error_message(), HasSubstr("request_id: \"twice\""));
+      ++refused;
+    } else {
+      EXPECT_EQ(message.token_ids_size(), 4);
+      ++completed;
+    }
+  }
+  ASSERT_TRUE(stream->Finish().ok());
+  EXPECT_EQ(notes, 1);  // the refusal did not make the batch forget the first one
+  EXPECT_EQ(completed, 1);
+  EXPECT_EQ(refused, 1);
+}
+
 TEST_F(RackServiceTest, BrokenStreamFailsOverWithResumeTokens) {
   workers_[0]->break_after_ = 3;  // r0 (vm0) is first in order: it runs the request first
   const std::vector<int32_t> prompt = {4, 5, 6, 7};

@@ -93,6 +93,7 @@ class DispatcherTest : public ::testing::Test {
   }
 
   static bool Never() { return false; }
+  static double NoRate() { return 0; }
   const std::vector<int32_t> prompt_ = {1, 2, 3};
   FakeClock clock_;
   Topology topology_;
@@ -102,7 +103,7 @@ class DispatcherTest : public ::testing::Test {
 TEST_F(DispatcherTest, PlacesAtOnceAndTheLeaseNamesItsWorkers) {
   const std::string w0 = Join("vm0", 100);
   Dispatcher dispatcher(&registry_, std::make_unique<LeastOutstandingPolicy>(), /*queue_limit=*/0);
-  auto lease = dispatcher.Acquire(prompt_, 60, Never, absl::Seconds(1), 0);
+  auto lease = dispatcher.Acquire(prompt_, 60, Never, absl::Seconds(1), NoRate);
   ASSERT_TRUE(lease.ok()) << lease.status();
   EXPECT_EQ(lease->replica_id, "r0");
   EXPECT_EQ(lease->address, "vm0:1");
@@ -110,13 +111,13 @@ TEST_F(DispatcherTest, PlacesAtOnceAndTheLeaseNamesItsWorkers) {
   EXPECT_EQ(lease->worker_ids, std::vector<std::string>{w0});
   EXPECT_EQ(dispatcher.outstanding_tokens("r0"), 60);
   // 40 tokens of credit left: with no queue, a request of 60 is refused at once.
-  auto refused = dispatcher.Acquire(prompt_, 60, Never, absl::Seconds(1), 0);
+  auto refused = dispatcher.Acquire(prompt_, 60, Never, absl::Seconds(1), NoRate);
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(std::string(refused.status().message()), HasSubstr("retry after"));
   EXPECT_EQ(dispatcher.queued(), 0);
   // A heartbeat refreshes the credit.
   dispatcher.OnCreditReport("r0");
-  EXPECT_TRUE(dispatcher.Acquire(prompt_, 60, Never, absl::Seconds(1), 0).ok());
+  EXPECT_TRUE(dispatcher.Acquire(prompt_, 60, Never, absl::Seconds(1), NoRate).ok());
   dispatcher.Release(*lease, 60);
   EXPECT_EQ(dispatcher.outstanding_tokens("r0"), 60);
 }
@@ -126,11 +127,11 @@ TEST_F(DispatcherTest, PinnedRequestGoesToItsReplicaOnlyAndNeverToADeadOne) {
   Join("vm1", 100);
   Dispatcher dispatcher(&registry_, std::make_unique<LeastOutstandingPolicy>(), /*queue_limit=*/8);
   // The router would pick r0 (more credit); the pin overrides it.
-  auto lease = dispatcher.Acquire(prompt_, 10, Never, absl::Seconds(1), 0, "r1");
+  auto lease = dispatcher.Acquire(prompt_, 10, Never, absl::Seconds(1), NoRate, "r1");
   ASSERT_TRUE(lease.ok()) << lease.status();
   EXPECT_EQ(lease->replica_id, "r1");
   registry_.MarkDead(*registry_.WorkerOf("vm1"));
-  auto refused = dispatcher.Acquire(prompt_, 10, Never, absl::Seconds(5), 0, "r1");
+  auto refused = dispatcher.Acquire(prompt_, 10, Never, absl::Seconds(5), NoRate, "r1");
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(std::string(refused.status().message()), HasSubstr("replica r1 is not live"));
 }
@@ -141,13 +142,13 @@ TEST_F(DispatcherTest, WaitingRequestsAreServedInArrivalOrder) {
   std::atomic<int> order{0};
   int first_place = -1, second_place = -1;
   std::thread first([&] {
-    auto lease = dispatcher.Acquire(prompt_, 10, Never, absl::Seconds(10), 0);
+    auto lease = dispatcher.Acquire(prompt_, 10, Never, absl::Seconds(10), NoRate);
     EXPECT_TRUE(lease.ok()) << lease.status();
     first_place = order++;
   });
   while (dispatcher.queued() < 1) absl::SleepFor(absl::Milliseconds(1));
   std::thread second([&] {
-    auto lease = dispatcher.Acquire(prompt_, 5, Never, absl::Seconds(10), 0);
+    auto lease = dispatcher.Acquire(prompt_, 5, Never, absl::Seconds(10), NoRate);
     EXPECT_TRUE(lease.ok()) << lease.status();
     second_place = order++;
   });
@@ -173,7 +174,7 @@ TEST_F(DispatcherTest, CancelledWaiterLeavesTheQueue) {
   std::thread waiter([&] {
     status = dispatcher
                  .Acquire(
-                     prompt_, 10, [&] { return cancelled.load(); }, absl::Seconds(10), 0)
+                     prompt_, 10, [&] { return cancelled.load(); }, absl::Seconds(10), NoRate)
                  .status();
   });
   while (dispatcher.queued() < 1) absl::SleepFor(absl::Milliseconds(1));

@@ -297,19 +297,7 @@ RackFigure RackFigureOf(RackConnection& rack, const v1::RackStats& before, doubl
                            it->second->throughput().generated_tokens_total();
     if (busy > 0) figure.gpus_own_tokens_per_second += static_cast<double>(tokens) / busy;
   }
-  const v1::Audit& audit = after->audit();
-  if (audit.delivered_tokens() > 0) {
-    figure.audit =
-        absl::StrCat("delivered ", audit.delivered_tokens(), ", worker-reported ",
-                     audit.worker_reported_tokens(), ", received ", audit.received_tokens(),
-                     ", discarded ", audit.discarded_tokens(), ", unreported ",
-                     audit.unreported_tokens(), ": ", audit.exact() ? "exact" : "NOT exact");
-  } else {
-    const int64_t delivered = after->rack().generated_tokens_total();
-    const int64_t reported = after->worker_generated_tokens_total();
-    figure.audit = absl::StrCat("delivered ", delivered, ", worker-reported ", reported, ": ",
-                                delivered == reported ? "exact" : "NOT exact");
-  }
+  figure.audit = AuditLine(after->audit());
   return figure;
 }
 

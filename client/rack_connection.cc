@@ -68,4 +68,11 @@ std::string FinishReasonName(v1::FinishReason reason) {
   }
 }
 
+std::string AuditLine(const v1::Audit& audit) {
+  return absl::StrCat("delivered ", audit.delivered_tokens(), ", worker-reported ",
+                      audit.worker_reported_tokens(), ", received ", audit.received_tokens(),
+                      ", discarded ", audit.discarded_tokens(), ", unreported ",
+                      audit.unreported_tokens(), ": ", audit.exact() ? "exact" : "NOT exact");
+}
+
 }  // namespace rackserve::client

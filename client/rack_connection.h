@@ -41,4 +41,8 @@ v1::GenerateRequest ToGenerateRequest(const RequestSpec& spec);
 // "eos", "stop_token", "max_tokens", "length", "cancelled", or "" when unfinished.
 std::string FinishReasonName(v1::FinishReason reason);
 
+// The coordinator's audit in one line: "delivered D, worker-reported R, received V, discarded X,
+// unreported U: exact" (or "NOT exact").
+std::string AuditLine(const v1::Audit& audit);
+
 }  // namespace rackserve::client

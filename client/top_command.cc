@@ -15,6 +15,7 @@
 #include "absl/strings/str_format.h"
 #include "client/command.h"
 #include "client/command_args.h"
+#include "client/rack_connection.h"
 
 namespace rackserve::client {
 namespace {
@@ -69,11 +70,7 @@ std::string Frame(const std::string& address, const v1::RackStats& s,
                         s.requests_in_flight(), s.requests_queued(), s.requests_completed(),
                         s.ttft().p50_seconds() * 1e3, s.ttft().p99_seconds() * 1e3,
                         s.tpot().p50_seconds() * 1e3, s.tpot().p99_seconds() * 1e3);
-  absl::StrAppendFormat(&out, "audit: delivered %d, workers reported %d: %s\n",
-                        s.rack().generated_tokens_total(), s.worker_generated_tokens_total(),
-                        s.rack().generated_tokens_total() == s.worker_generated_tokens_total()
-                            ? "exact"
-                            : "catching up");
+  absl::StrAppend(&out, "audit: ", AuditLine(s.audit()), "\n");
   double peak = 0;
   for (const v1::ScopeStats& vm : s.vms()) peak = std::max(peak, Rate(vm.throughput(), 10));
   absl::StrAppendFormat(&out, "\n%-8s %-9s %10s  %-*s %5s %5s  %s\n", "VM", "state", "tok/s 10s",

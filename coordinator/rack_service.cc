@@ -416,7 +416,7 @@ void RackServiceImpl::FillStats(v1::RackStats* stats) const {
   const absl::Time now = rack_.clock->Now();
   const ThroughputSnapshot snap = rack_.throughput->Snapshot(now);
   FillThroughput(snap.rack, stats->mutable_rack());
-  stats->mutable_rack()->set_generated_tokens_total(snap.delivered_generated_total);
+  stats->mutable_rack()->set_generated_tokens_total(snap.audit.delivered);
   // VMs and replicas in topology order, each with its load and state, reported or not yet.
   auto throughput_of = [](const std::vector<ScopeThroughput>& scopes, const std::string& name,
                           v1::Throughput* out) {
@@ -444,7 +444,7 @@ void RackServiceImpl::FillStats(v1::RackStats* stats) const {
     s->set_name(device.name);
     FillThroughput(device, s->mutable_throughput());
   }
-  stats->set_worker_generated_tokens_total(snap.worker_generated_tokens_total);
+  stats->set_worker_generated_tokens_total(snap.audit.reported);
   v1::Audit* audit = stats->mutable_audit();
   audit->set_delivered_tokens(snap.audit.delivered);
   audit->set_worker_reported_tokens(snap.audit.reported);

@@ -133,8 +133,6 @@ ThroughputSnapshot RackThroughput::Snapshot(absl::Time now) const {
   for (const auto& [name, meter] : vms_) s.vms.push_back(Describe(name, meter, now));
   for (const auto& [name, meter] : devices_) s.devices.push_back(Describe(name, meter, now));
   for (const auto& [name, meter] : replicas_) s.replicas.push_back(Describe(name, meter, now));
-  s.delivered_generated_total = delivered_;
-  s.worker_generated_tokens_total = worker_generated_;
   AuditFigures& a = s.audit;
   a.delivered = delivered_;
   a.reported = worker_generated_;

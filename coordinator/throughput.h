@@ -1,9 +1,9 @@
 // Throughput accounting of the rack: tokens per second over sliding windows, rack-wide from the
 // coordinator's own count of tokens delivered to clients, and per VM / device / replica from the
-// workers' cumulative counters (their deltas). The audit figure worker_generated_tokens_total (sum
-// of every delta the workers reported) must equal delivered_generated_total once the workers'
-// reports have caught up and no token was received twice. Per batch job, BatchJobMeter follows
-// the MLPerf offline definition.
+// workers' cumulative counters (their deltas). The audit's reported figure (sum of every delta
+// the workers reported) must equal its delivered figure once the workers' reports have caught up
+// and no token was received twice. Per batch job, BatchJobMeter follows the MLPerf offline
+// definition.
 //
 // The audit (AuditFigures) explains any difference: the coordinator counts, per worker ("source"),
 // the generated tokens it received from it, and how many of all received tokens it discarded
@@ -74,9 +74,7 @@ struct AuditFigures {
 struct ThroughputSnapshot {
   ScopeThroughput rack;  // coordinator's own count of delivered tokens
   std::vector<ScopeThroughput> vms, devices, replicas;  // sorted by name
-  int64_t delivered_generated_total = 0;
-  int64_t worker_generated_tokens_total = 0;  // audit: equals the above once reports caught up
-  AuditFigures audit;
+  AuditFigures audit;  // its delivered and reported are the two totals the audit compares
 };
 
 // Where a replica's tokens are attributed: its leader's VM; each of its devices gets an equal

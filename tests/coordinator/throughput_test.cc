@@ -49,8 +49,8 @@ TEST(RackThroughputTest, ScopesAndAuditAddUp) {
     clock.Advance(absl::Milliseconds(200));
   }
   ThroughputSnapshot s = t.Snapshot(clock.Now());
-  EXPECT_EQ(s.delivered_generated_total, delivered);
-  EXPECT_EQ(s.worker_generated_tokens_total, delivered);  // caught up: the audit holds exactly
+  EXPECT_EQ(s.audit.delivered, delivered);
+  EXPECT_EQ(s.audit.reported, delivered);  // caught up: the audit holds exactly
   ASSERT_EQ(s.replicas.size(), 2u);
   EXPECT_DOUBLE_EQ(s.replicas[0].generated_total, static_cast<double>(w0));
   EXPECT_DOUBLE_EQ(s.replicas[1].prompt_total, 20.0 * 49);
@@ -67,10 +67,10 @@ TEST(RackThroughputTest, ScopesAndAuditAddUp) {
 
   // Not yet caught up: the audit lags until the next report; a restarted worker starts over.
   t.RecordDelivered(clock.Now(), 7);
-  EXPECT_EQ(t.Snapshot(clock.Now()).worker_generated_tokens_total, delivered);
+  EXPECT_EQ(t.Snapshot(clock.Now()).audit.reported, delivered);
   t.ReportCounters(clock.Now(), "vm0#2", "r0", 7, 0);
   s = t.Snapshot(clock.Now());
-  EXPECT_EQ(s.worker_generated_tokens_total, s.delivered_generated_total);
+  EXPECT_EQ(s.audit.reported, s.audit.delivered);
 }
 
 TEST(RackThroughputTest, AuditWithoutFailuresIsExactOnceReportsCatchUp) {

@@ -286,16 +286,19 @@ RackFigure RackFigureOf(RackConnection& rack, const v1::RackStats& before, doubl
     const int64_t delta = vm.throughput().generated_tokens_total() - before_vm[vm.name()];
     figure.vms.push_back({vm.name(), static_cast<double>(delta) / duration});
   }
-  // Each replica's own figure over the run: its generated tokens / its busy seconds.
+  // Each replica's own figure over the run: its generated tokens / the seconds it had work (and
+  // / its busy seconds: the step figure).
   std::map<std::string, const v1::ScopeStats*> before_replica;
   for (const v1::ScopeStats& r : before.replicas()) before_replica[r.name()] = &r;
   for (const v1::ScopeStats& r : after->replicas()) {
     auto it = before_replica.find(r.name());
     if (it == before_replica.end()) continue;
+    const auto tokens = static_cast<double>(r.throughput().generated_tokens_total() -
+                                            it->second->throughput().generated_tokens_total());
+    const double with_work = duration - (r.idle_seconds() - it->second->idle_seconds());
+    if (with_work > 0) figure.gpus_own_tokens_per_second += tokens / with_work;
     const double busy = r.busy_seconds() - it->second->busy_seconds();
-    const int64_t tokens = r.throughput().generated_tokens_total() -
-                           it->second->throughput().generated_tokens_total();
-    if (busy > 0) figure.gpus_own_tokens_per_second += static_cast<double>(tokens) / busy;
+    if (busy > 0) figure.gpus_step_tokens_per_second += tokens / busy;
   }
   figure.audit = AuditLine(after->audit());
   return figure;

@@ -193,9 +193,14 @@ std::string FormatSummary(const BenchSummary& s, const RackFigure& rack) {
              absl::StrFormat("%.2f / %.2f (%.1f%%)", min_value, max_value, spread));
   if (rack.gpus_own_tokens_per_second > 0) {
     AppendLine(&out, "Sum of the GPUs' own figures",
-               absl::StrFormat("%.2f (busy time only; the rack reached %.1f%% of it)",
+               absl::StrFormat("%.2f (time with work; the rack reached %.1f%% of it)",
                                rack.gpus_own_tokens_per_second,
                                100 * rack.tokens_per_second / rack.gpus_own_tokens_per_second));
+  }
+  if (rack.gpus_step_tokens_per_second > 0) {
+    AppendLine(&out, "Sum of the GPUs' step figures",
+               absl::StrFormat("%.2f (time in engine steps only)",
+                               rack.gpus_step_tokens_per_second));
   }
   AppendLine(&out, "Audit", rack.audit);
   return out;
@@ -231,6 +236,7 @@ std::string SummaryJson(const BenchSummary& s, const RackFigure& rack) {
                    {"vm_max_tokens_per_second", max_value},
                    {"vm_spread_percent", spread},
                    {"gpus_own_tokens_per_second", rack.gpus_own_tokens_per_second},
+                   {"gpus_step_tokens_per_second", rack.gpus_step_tokens_per_second},
                    {"audit", rack.audit}};
   }
   return out.dump(2);

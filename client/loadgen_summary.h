@@ -65,10 +65,13 @@ struct RackFigure {
     double tokens_per_second = 0;  // the workers' reported tokens / duration
   };
   std::vector<Vm> vms;
-  // The sum over replicas of their own figures: tokens they generated / seconds their engines
-  // were busy during the run (idle time excluded) — what the rack would deliver if every GPU
-  // were kept busy; 0 when no replica reported busy time.
+  // The sum over replicas of their own figures: tokens they generated / seconds they had work
+  // during the run (the duration less their idle seconds) — what the rack would deliver if no GPU
+  // ever waited for a request; 0 when no replica reported.
   double gpus_own_tokens_per_second = 0;
+  // The same tokens over the seconds the replicas' engines spent in steps: the GPUs' figure
+  // without their hosts' work between steps; 0 when no replica reported busy time.
+  double gpus_step_tokens_per_second = 0;
   std::string audit;  // one line: delivered vs worker-reported tokens, exact or not
 };
 

@@ -71,6 +71,7 @@ grpc::Status CoordinatorServiceImpl::Heartbeats(
       r.kv_blocks_used = c.kv_blocks_used();
       r.kv_blocks_total = c.kv_blocks_total();
       r.busy_seconds = c.busy_seconds();
+      r.idle_seconds = c.idle_seconds();
     }
     status = rack_.registry->Heartbeat(worker_id, reports);
     if (!status.ok()) break;

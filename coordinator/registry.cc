@@ -198,7 +198,7 @@ std::vector<ReplicaStatus> Registry::ReplicasLocked() const {
         status.free_token_credit = report->second.free_token_credit;
         status.load = {report->second.running, report->second.waiting,
                        report->second.kv_blocks_used, report->second.kv_blocks_total,
-                       report->second.busy_seconds};
+                       report->second.busy_seconds, report->second.idle_seconds};
       }
     }
     out.push_back(std::move(status));
@@ -217,6 +217,7 @@ LoadFigures Registry::VmLoad(const std::string& vm) const {
     load.kv_blocks_used += report.kv_blocks_used;
     load.kv_blocks_total += report.kv_blocks_total;
     load.busy_seconds += report.busy_seconds;
+    load.idle_seconds += report.idle_seconds;
   }
   return load;
 }

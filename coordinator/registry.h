@@ -53,6 +53,7 @@ struct ReplicaReport {
   int64_t kv_blocks_used = 0;     // gauge
   int64_t kv_blocks_total = 0;    // gauge
   double busy_seconds = 0;        // cumulative: time the replica's engine spent in steps
+  double idle_seconds = 0;        // cumulative: time the replica had no request to run
 };
 
 // The load gauges of a replica or a VM from the last heartbeats (zero until one arrived).
@@ -62,6 +63,7 @@ struct LoadFigures {
   int64_t kv_blocks_used = 0;
   int64_t kv_blocks_total = 0;
   double busy_seconds = 0;  // cumulative (see ReplicaReport)
+  double idle_seconds = 0;  // cumulative (see ReplicaReport)
 };
 
 enum class WorkerState { kReady, kDraining, kDead };

@@ -50,6 +50,7 @@ void ToProto(const ReplicaCounters& c, v1::ReplicaCounters* proto) {
   proto->set_kv_blocks_used(c.kv_blocks_used);
   proto->set_kv_blocks_total(c.kv_blocks_total);
   proto->set_busy_seconds(c.busy_seconds);
+  proto->set_idle_seconds(c.idle_seconds);
   proto->set_free_token_credit(c.free_token_credit);
 }
 

@@ -9,6 +9,10 @@
 namespace rackserve::worker {
 namespace {
 
+double SecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
 // INVALID_ARGUMENT naming `field`[i] for the first token outside [0, vocab_size).
 absl::Status CheckTokens(const std::vector<int32_t>& tokens, std::string_view field,
                          int64_t vocab_size) {
@@ -173,6 +177,7 @@ int64_t ReplicaHost::requests_in_flight() const {
 ReplicaCounters ReplicaHost::counters() const {
   std::lock_guard<std::mutex> lock(mu_);
   ReplicaCounters c = counters_;
+  if (idle_since_.has_value()) c.idle_seconds += SecondsSince(*idle_since_);
   c.waiting = std::max<int64_t>(static_cast<int64_t>(in_flight_.size()) - c.running, 0);
   const kv::KvCacheConfig& kv = engine_->kv_config();
   if (failure_.ok() && !draining_ && !stop_) {
@@ -192,10 +197,16 @@ void ReplicaHost::StepLoop() {
     std::vector<SubmissionId> cancels;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] {
+      const auto ready = [&] {
         return stop_ || !queued_.empty() || !cancels_.empty() ||
                (failure.ok() && engine_->has_work());
-      });
+      };
+      if (!ready()) {
+        idle_since_ = std::chrono::steady_clock::now();
+        cv_.wait(lock, ready);
+        counters_.idle_seconds += SecondsSince(*idle_since_);
+        idle_since_.reset();
+      }
       if (stop_) break;
       queued.swap(queued_);
       cancels.swap(cancels_);

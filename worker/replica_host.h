@@ -35,6 +35,7 @@
 // the host's lock: a sink may call Cancel() or Submit() but must not block for long.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -102,6 +103,9 @@ struct ReplicaCounters {
   int64_t kv_blocks_used = 0;    // after the last step
   int64_t kv_blocks_total = 0;
   double busy_seconds = 0;        // wall time spent in engine steps
+  // Wall time the step thread waited with no request to run (none running, queued or being
+  // cancelled), the current wait included: a GPU starved of work.
+  double idle_seconds = 0;
   int64_t free_token_credit = 0;  // tokens of KV neither used nor reserved (see the top)
 };
 
@@ -221,6 +225,8 @@ class ReplicaHost {
   absl::flat_hash_map<std::string, InFlight> in_flight_;
   int64_t reserved_tokens_ = 0;  // sum of in_flight_'s reserved_tokens; guarded by mu_
   ReplicaCounters counters_;     // free_token_credit computed by counters(); guarded by mu_
+  // When the step thread started waiting for work, while it waits; guarded by mu_.
+  std::optional<std::chrono::steady_clock::time_point> idle_since_;
 
   // Step thread only. Nothing is inserted during RunStep(), so Outgoing may point into it.
   absl::flat_hash_map<engine::RequestId, Active> active_;

@@ -75,9 +75,12 @@ TEST(LoadgenSummaryTest, SummaryTextAndJson) {
   rack.vms = {{"vm00", 50}, {"vm01", 60}};
   rack.audit = "delivered 1100, worker-reported 1100: exact";
   rack.gpus_own_tokens_per_second = 125;
+  rack.gpus_step_tokens_per_second = 130;
   const std::string text = FormatSummary(s, rack);
-  EXPECT_THAT(text, HasSubstr("Sum of the GPUs' own figures    : 125.00 (busy time only; the rack "
+  EXPECT_THAT(text, HasSubstr("Sum of the GPUs' own figures    : 125.00 (time with work; the rack "
                               "reached 88.0% of it)"));
+  EXPECT_THAT(text, HasSubstr("Sum of the GPUs' step figures   : 130.00 (time in engine steps "
+                              "only)"));
   EXPECT_THAT(text, HasSubstr("Scenario : Server\n"));
   EXPECT_THAT(text, HasSubstr("Completed samples per second    : 10.00\n"));
   EXPECT_THAT(text, HasSubstr("Tokens per second               : 110.00\n"));

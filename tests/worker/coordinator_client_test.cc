@@ -56,6 +56,7 @@ ReplicaCounters Counters(const std::string& id) {
   c.kv_blocks_used = 4;
   c.free_token_credit = 60 * 16;
   c.busy_seconds = 0.25;
+  c.idle_seconds = 0.5;
   return c;
 }
 
@@ -100,6 +101,7 @@ TEST(CoordinatorClientTest, RegistersThenHeartbeatsCounters) {
   EXPECT_EQ(heartbeat.replicas(1).generated_tokens(), 42);
   EXPECT_EQ(heartbeat.replicas(1).free_token_credit(), 960);
   EXPECT_DOUBLE_EQ(heartbeat.replicas(1).busy_seconds(), 0.25);
+  EXPECT_DOUBLE_EQ(heartbeat.replicas(1).idle_seconds(), 0.5);
   EXPECT_GE(client.heartbeats_sent(), 3);
 }
 

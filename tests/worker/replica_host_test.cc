@@ -488,6 +488,34 @@ TEST(ReplicaHostTest, FailedEngineEndsItsRequestsUnavailableAndTakesNoMore) {
   EXPECT_EQ(collector->Get("late").chunks, 0);
 }
 
+// Idle seconds: the time the step thread waited with nothing to run, the wait in progress
+// included (a starved replica's counter grows without a wake-up); never time in steps.
+TEST(ReplicaHostTest, IdleSecondsCountOnlyTimeWithoutWork) {
+  const absl::Time start = absl::Now();
+  auto host = LoadHost();
+  ASSERT_NE(host, nullptr);
+  absl::SleepFor(absl::Milliseconds(50));
+  const ReplicaCounters before = host->counters();
+  EXPECT_GE(before.idle_seconds, 0.04);
+  EXPECT_LE(before.idle_seconds, absl::ToDoubleSeconds(absl::Now() - start));
+
+  std::mt19937_64 rng(3);
+  const auto collector = std::make_shared<Collector>();
+  ASSERT_TRUE(
+      host->Submit(Request("a", RandomPrompt(rng, 13), 12), collector, collector->Tag("a")).ok());
+  ASSERT_TRUE(collector->WaitFinished(1));
+  ASSERT_TRUE(host->WaitIdle(kWait));
+  const ReplicaCounters ran = host->counters();
+  EXPECT_GT(ran.busy_seconds, 0);
+  EXPECT_GE(ran.idle_seconds, before.idle_seconds);
+  EXPECT_LE(ran.idle_seconds + ran.busy_seconds, absl::ToDoubleSeconds(absl::Now() - start));
+
+  absl::SleepFor(absl::Milliseconds(50));
+  const ReplicaCounters after = host->counters();
+  EXPECT_GE(after.idle_seconds - ran.idle_seconds, 0.04);
+  EXPECT_EQ(after.busy_seconds, ran.busy_seconds);
+}
+
 // The per-step counters the heartbeats carry: batch occupancy, queue, KV and credit while
 // requests run and wait, and back to idle after they are cancelled.
 TEST(ReplicaHostTest, CountersFollowAdmissionsStepsAndCredit) {

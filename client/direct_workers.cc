@@ -69,6 +69,7 @@ bool DirectWorkers::Send(size_t sample, const v1::GenerateRequest& request) {
   submit->set_request_id(request.request_id());
   *submit->mutable_prompt_token_ids() = request.prompt_token_ids();
   *submit->mutable_sampling() = request.sampling();
+  submit->set_deliver_at_end(true);  // as the coordinator asks for SubmitBatch's requests
   std::lock_guard<std::mutex> lock(worker->write_mu);
   return worker->stream->Write(inbound);
 }

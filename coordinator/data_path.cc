@@ -178,6 +178,7 @@ bool DataPath::Place(const std::shared_ptr<Flight>& flight, const std::function<
   submit.mutable_prompt_token_ids()->Assign(request.prompt.begin(), request.prompt.end());
   wire::ToProto(request.params, submit.mutable_sampling());
   submit.mutable_resume_token_ids()->Assign(flight->tokens.begin(), flight->tokens.end());
+  submit.set_deliver_at_end(!request.stream_tokens);
   flight->link->Submit(std::move(submit));
   return true;
 }

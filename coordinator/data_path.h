@@ -51,6 +51,10 @@ struct FlightRequest {
   sampling::SamplingParams params;
   absl::Time arrival;
   std::string pinned_replica;  // this replica only (no routing, no failover); empty: any
+  // The client streams tokens (Generate). When false (SubmitBatch: a completion at the end), the
+  // workers hold a request's tokens after its first until its end (deliver_at_end): OnTokens then
+  // hears of the first tokens, then of the rest at once before OnEnd.
+  bool stream_tokens = true;
 };
 
 // Where a flight's output goes.

@@ -361,6 +361,7 @@ grpc::Status RackServiceImpl::SubmitBatch(
         continue;
       }
       const std::string id = prepared->id;
+      prepared->stream_tokens = false;  // a batch answers with completions
       if (!batch.Starting(id, request.notify_first_token(), rack_.clock->Now())) {
         batch.Refused(id, absl::InvalidArgumentError(
                               absl::StrCat("request_id: \"", id, "\" is already in flight")));

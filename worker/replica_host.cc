@@ -276,8 +276,12 @@ void ReplicaHost::Admit(std::deque<Queued> queued, std::vector<SubmissionId> can
       std::lock_guard<std::mutex> lock(mu_);
       counters_.prompt_tokens += prompt_tokens;
     }
-    active_[q.submission] =
-        Active{resumed, prompt_tokens, std::move(q.receiver), q.request.request_id};
+    Active& active = active_[q.submission];
+    active.next_index = resumed;
+    active.prompt_tokens = prompt_tokens;
+    active.receiver = std::move(q.receiver);
+    active.request_id = q.request.request_id;
+    active.deliver_at_end = q.request.deliver_at_end;
   }
   for (const SubmissionId submission : cancels) {
     auto it = active_.find(submission);
@@ -335,13 +339,22 @@ absl::Status ReplicaHost::RunStep() {
   num_batches_ = 0;
   for (const Outgoing& out : outgoing_) {
     Active& active = *out.active;
+    const bool final = out.finish != sampling::FinishReason::kNone;
+    std::span<const int32_t> tokens =
+        std::span<const int32_t>(tokens_).subspan(out.begin, out.end - out.begin);
+    if (active.holding) {
+      active.held.insert(active.held.end(), tokens.begin(), tokens.end());
+      if (!final) continue;
+      tokens = active.held;  // alive until the erasure below
+    }
     ChunkView view;
     view.tag = active.receiver.tag;
-    view.token_ids = std::span<const int32_t>(tokens_).subspan(out.begin, out.end - out.begin);
+    view.token_ids = tokens;
     view.first_index = active.next_index;
     view.finish = out.finish;
-    if (out.finish != sampling::FinishReason::kNone) view.prompt_tokens = active.prompt_tokens;
-    active.next_index += static_cast<int64_t>(out.end - out.begin);
+    if (final) view.prompt_tokens = active.prompt_tokens;
+    active.next_index += static_cast<int64_t>(tokens.size());
+    if (active.deliver_at_end && !tokens.empty()) active.holding = true;
     BatchFor(active.receiver.sink.get()).views.push_back(std::move(view));
   }
   for (size_t i = 0; i < num_batches_; ++i) batches_[i].sink->DeliverStep(batches_[i].views);
@@ -372,6 +385,7 @@ void ReplicaHost::FailAll(const absl::Status& status) {
   for (auto& [id, active] : active_) {
     ChunkView view;
     view.tag = active.receiver.tag;
+    view.token_ids = active.held;  // held tokens were generated: they go out with the failure
     view.first_index = active.next_index;
     view.finish = sampling::FinishReason::kCancelled;
     view.prompt_tokens = active.prompt_tokens;

@@ -13,6 +13,9 @@
 // token, on Cancel(), or with an UNAVAILABLE status when the engine failed or the host shut down.
 // A request leaves the in-flight set just before its final chunk is handed over, so the sink may
 // resubmit the same request_id.
+// A deliver_at_end request (its client does not stream tokens) gets at most two chunks: its
+// first step's tokens at once (the first-token time stays exact), then every later token in its
+// final chunk — also when it is cancelled or fails, so no generated token is lost.
 // Each Submit() returns a SubmissionId: a cancel that names it never reaches a later submission
 // of the same request_id (the coordinator resubmits an id after failover).
 //
@@ -64,6 +67,9 @@ struct ReplicaRequest {
   std::vector<int32_t> prompt;         // token ids, non-empty, inside the vocabulary
   sampling::SamplingParams sampling;   // max_new_tokens counts resume_tokens too
   std::vector<int32_t> resume_tokens;  // generated elsewhere before failover; may be empty
+  // Hold the tokens after the first step's until the final chunk (see the top): fewer, larger
+  // chunks for clients that do not stream tokens.
+  bool deliver_at_end = false;
 };
 
 // Names one accepted Submit() call; unique for the host's lifetime.
@@ -95,7 +101,7 @@ class StepSink {
 // Cumulative counters since the host started (monotonic), plus the current occupancy.
 struct ReplicaCounters {
   std::string replica_id;
-  int64_t generated_tokens = 0;  // tokens handed to sinks
+  int64_t generated_tokens = 0;  // tokens generated (a deliver_at_end request's: held or handed)
   int64_t prompt_tokens = 0;     // len(prompt) of admitted requests (resumed tokens not counted)
   int64_t steps = 0;             // engine steps that ran a batch
   int64_t running = 0;           // sequences of the last step's batch still in flight
@@ -172,7 +178,10 @@ class ReplicaHost {
     int64_t prompt_tokens = 0;
     Receiver receiver;
     std::string request_id;
-    bool cancelled = false;  // the engine was told to cancel it
+    bool cancelled = false;       // the engine was told to cancel it
+    bool deliver_at_end = false;  // from the request
+    bool holding = false;         // deliver_at_end and its first tokens went out: hold the rest
+    std::vector<int32_t> held;    // generated, not delivered yet (indices from next_index)
   };
   // One request's chunk of the current step; its tokens are tokens_[begin, end).
   struct Outgoing {

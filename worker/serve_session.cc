@@ -55,6 +55,7 @@ absl::Status ServeSession::SubmitToHost(uint64_t handle, const v1::ReplicaReques
   r.prompt.assign(request.prompt_token_ids().begin(), request.prompt_token_ids().end());
   r.sampling = std::move(params);
   r.resume_tokens.assign(request.resume_token_ids().begin(), request.resume_token_ids().end());
+  r.deliver_at_end = request.deliver_at_end();
   // The session is the submission's StepSink; the host holds it until the final chunk.
   RS_ASSIGN_OR_RETURN(const SubmissionId submission,
                       host->Submit(std::move(r), shared_from_this(), handle));

@@ -95,6 +95,7 @@ class FakeWorker final : public v1::WorkerService::Service {
           {
             absl::MutexLock resume_lock(&mutex_);
             resume_sizes_.push_back(request.resume_token_ids_size());
+            deliver_at_end_[request.request_id()] = request.deliver_at_end();
           }
           ++session.running;
           requests.emplace_back([this, &session, request] { Run(session, request); });
@@ -154,6 +155,11 @@ class FakeWorker final : public v1::WorkerService::Service {
   std::vector<int64_t> ResumeSizes() {
     absl::MutexLock lock(&mutex_);
     return resume_sizes_;
+  }
+  // ReplicaRequest.deliver_at_end of the last submission of each request_id.
+  std::map<std::string, bool> DeliverAtEnd() {
+    absl::MutexLock lock(&mutex_);
+    return deliver_at_end_;
   }
 
  private:
@@ -255,6 +261,7 @@ class FakeWorker final : public v1::WorkerService::Service {
 
   absl::Mutex mutex_;
   std::vector<int64_t> resume_sizes_ ABSL_GUARDED_BY(mutex_);
+  std::map<std::string, bool> deliver_at_end_ ABSL_GUARDED_BY(mutex_);
   std::string vm_;
   int port_ = 0;
   std::unique_ptr<grpc::Server> server_;
@@ -722,6 +729,23 @@ TEST_F(RackServiceTest, SubmitBatchSendsFirstTokenNotesBeforeTheirCompletions) {
   ASSERT_TRUE(stream->Finish().ok());
   EXPECT_EQ(noted, (std::set<int>{0, 2, 4}));
   EXPECT_EQ(completed.size(), static_cast<size_t>(kRequests));
+}
+
+// Generate streams tokens, so its workers stream them; a batch answers with completions, so its
+// workers may hold the tokens until the end (deliver_at_end).
+TEST_F(RackServiceTest, OnlyBatchRequestsLetTheWorkersDeliverAtTheEnd) {
+  const std::vector<int32_t> prompt = {4, 5};
+  ExpectComplete(Generate(Request("streamed", prompt, 3)), prompt, 3);
+  grpc::ClientContext context;
+  auto stream = client_->SubmitBatch(&context);
+  ASSERT_TRUE(stream->Write(Request("batched", prompt, 3)));
+  stream->WritesDone();
+  v1::Completion completion;
+  while (stream->Read(&completion)) EXPECT_EQ(completion.error_code(), 0);
+  ASSERT_TRUE(stream->Finish().ok());
+  std::map<std::string, bool> seen;
+  for (auto& w : workers_) seen.merge(w->DeliverAtEnd());
+  EXPECT_EQ(seen, (std::map<std::string, bool>{{"batched", true}, {"streamed", false}}));
 }
 
 TEST_F(RackServiceTest, TopologyShowsWorkerStates) {

@@ -605,6 +605,72 @@ TEST(ReplicaHostTest, ResumedRequestEqualsTheUninterruptedRun) {
   }
 }
 
+// deliver_at_end: the first step's token at once, every later one with the end (two chunks),
+// equal to the streamed output; a resumed request holds from its own first token on.
+TEST(ReplicaHostTest, DeliverAtEndHandsTheFirstTokenAtOnceAndTheRestWithTheEnd) {
+  auto host = LoadHost();
+  ASSERT_NE(host, nullptr);
+  std::mt19937_64 rng(12);
+  ReplicaRequest full = Request("held", RandomPrompt(rng, 9), 14);
+  full.deliver_at_end = true;
+  const std::vector<int32_t> expected = EngineTokens(full);
+  const auto collector = std::make_shared<Collector>();
+  ASSERT_TRUE(host->Submit(full, collector, collector->Tag("held")).ok());
+  ASSERT_TRUE(collector->WaitFinished(1));
+  const Collector::Result got = collector->Get("held");
+  EXPECT_EQ(got.chunks, 2);
+  EXPECT_EQ(got.first_index, 0);
+  EXPECT_EQ(got.tokens, expected);
+  EXPECT_EQ(got.finish, FinishReason::kMaxTokens);
+
+  const int64_t k = 5;
+  ReplicaRequest resumed = full;
+  resumed.request_id = "held-resumed";
+  resumed.resume_tokens.assign(expected.begin(), expected.begin() + k);
+  ASSERT_TRUE(host->Submit(resumed, collector, collector->Tag(resumed.request_id)).ok());
+  ASSERT_TRUE(collector->WaitFinished(2));
+  const Collector::Result rest = collector->Get(resumed.request_id);
+  EXPECT_EQ(rest.chunks, 2);
+  EXPECT_EQ(rest.first_index, k);
+  EXPECT_EQ(rest.tokens, std::vector<int32_t>(expected.begin() + k, expected.end()));
+  ASSERT_TRUE(host->WaitIdle(kWait));
+  EXPECT_EQ(host->counters().generated_tokens, 14 + 14 - k);
+}
+
+// Tokens a deliver_at_end request holds are generated output: they go out with its final chunk
+// when it is cancelled and when the host shuts down under it, never lost.
+TEST(ReplicaHostTest, HeldTokensGoOutWithACancelAndWithAShutdown) {
+  std::mt19937_64 rng(13);
+  ReplicaRequest long_request = Request("long", RandomPrompt(rng, 5), 400);
+  long_request.deliver_at_end = true;
+  const std::vector<int32_t> expected = EngineTokens(long_request);
+  for (const bool shutdown : {false, true}) {
+    auto host = LoadHost();
+    ASSERT_NE(host, nullptr);
+    const auto collector = std::make_shared<Collector>();
+    ASSERT_TRUE(host->Submit(long_request, collector, collector->Tag("long")).ok());
+    ASSERT_TRUE(collector->WaitStarted("long"));
+    for (absl::Time until = absl::Now() + kWait;
+         host->counters().generated_tokens < 20 && absl::Now() < until;) {
+      absl::SleepFor(absl::Microseconds(200));
+    }
+    if (shutdown) {
+      host.reset();
+    } else {
+      ASSERT_TRUE(host->Cancel("long").ok());
+    }
+    ASSERT_TRUE(collector->WaitFinished(1));
+    const Collector::Result got = collector->Get("long");
+    EXPECT_EQ(got.finish, FinishReason::kCancelled);
+    EXPECT_EQ(got.status.code(),
+              shutdown ? absl::StatusCode::kUnavailable : absl::StatusCode::kOk);
+    EXPECT_EQ(got.chunks, 2) << "shutdown " << shutdown;
+    ASSERT_GE(got.tokens.size(), 20u) << "shutdown " << shutdown;
+    ASSERT_LT(got.tokens.size(), 400u) << "shutdown " << shutdown;
+    EXPECT_EQ(got.tokens, std::vector<int32_t>(expected.begin(), expected.begin() + got.tokens.size()));
+  }
+}
+
 TEST(ReplicaHostTest, BadRequestsAreRejectedWithTheField) {
   engine::EngineOptions options = Options();
   options.kv_block_size = 4;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "proto/wire_conversion.h"
 
@@ -40,17 +41,19 @@ std::vector<Assignment> FromProto(const v1::RegisterResponse& response, const st
   return assignments;
 }
 
-void ToProto(const ReplicaCounters& c, v1::ReplicaCounters* proto) {
+// `c`'s cumulative counters since `since` (the same replica's counters at registration), and its
+// gauges as they are.
+void ToProto(const ReplicaCounters& c, const ReplicaCounters& since, v1::ReplicaCounters* proto) {
   proto->set_replica_id(c.replica_id);
-  proto->set_generated_tokens(c.generated_tokens);
-  proto->set_prompt_tokens(c.prompt_tokens);
-  proto->set_steps(c.steps);
+  proto->set_generated_tokens(c.generated_tokens - since.generated_tokens);
+  proto->set_prompt_tokens(c.prompt_tokens - since.prompt_tokens);
+  proto->set_steps(c.steps - since.steps);
   proto->set_running(c.running);
   proto->set_waiting(c.waiting);
   proto->set_kv_blocks_used(c.kv_blocks_used);
   proto->set_kv_blocks_total(c.kv_blocks_total);
-  proto->set_busy_seconds(c.busy_seconds);
-  proto->set_idle_seconds(c.idle_seconds);
+  proto->set_busy_seconds(c.busy_seconds - since.busy_seconds);
+  proto->set_idle_seconds(c.idle_seconds - since.idle_seconds);
   proto->set_free_token_credit(c.free_token_credit);
 }
 
@@ -176,11 +179,20 @@ void CoordinatorClient::Heartbeat(absl::Duration interval) {
     }
   });
   const std::string worker_id = this->worker_id();
+  // Counters count from this registration: to the coordinator each registration is a new worker,
+  // and the tokens of an earlier one (declared dead, though this process lived on) were counted
+  // under that one.
+  absl::flat_hash_map<std::string, ReplicaCounters> since;
+  if (options_.counters) {
+    for (ReplicaCounters& c : options_.counters()) since[c.replica_id] = std::move(c);
+  }
   while (true) {
     v1::Heartbeat heartbeat;
     heartbeat.set_worker_id(worker_id);
     if (options_.counters) {
-      for (const ReplicaCounters& c : options_.counters()) ToProto(c, heartbeat.add_replicas());
+      for (const ReplicaCounters& c : options_.counters()) {
+        ToProto(c, since[c.replica_id], heartbeat.add_replicas());
+      }
     }
     if (!stream->Write(heartbeat)) break;
     {

@@ -57,6 +57,8 @@ struct CoordinatorClientOptions {
   // after every registration, so it must keep replicas it already has); an error stops the
   // client (status() reports it).
   std::function<absl::Status(const std::vector<Assignment>&)> on_assignments;
+  // The replicas' counters; heartbeats report their cumulative ones as counted since the
+  // registration (a worker that registers again starts from zero), their gauges as they are.
   std::function<std::vector<ReplicaCounters>()> counters;
   std::function<void()> on_drain;
 };

@@ -69,12 +69,22 @@ TEST(CoordinatorClientTest, RegistersThenHeartbeatsCounters) {
     assigned = a;
     return absl::OkStatus();
   };
-  options.counters = [] { return std::vector<ReplicaCounters>{Counters("r0"), Counters("r1")}; };
+  // What the replicas did before this registration (an earlier one's work) is not reported.
+  std::atomic<int> progress{0};
+  options.counters = [&] {
+    std::vector<ReplicaCounters> all = {Counters("r0"), Counters("r1")};
+    all[1].generated_tokens += 100 * progress;
+    all[1].busy_seconds += progress;
+    return all;
+  };
   CoordinatorClient client(coordinator.address(), Identity(), options);
   client.Start();
   ASSERT_TRUE(client.WaitRegistered(kWait));
   EXPECT_EQ(client.worker_id(), "w-7");
-  ASSERT_TRUE(coordinator.WaitHeartbeats(3, kWait));
+  ASSERT_TRUE(coordinator.WaitHeartbeats(1, kWait));
+  progress = 1;
+  const int seen = static_cast<int>(coordinator.heartbeats().size());
+  ASSERT_TRUE(coordinator.WaitHeartbeats(seen + 2, kWait));
   client.Stop();
 
   const std::vector<v1::RegisterRequest> registrations = coordinator.registrations();
@@ -94,14 +104,18 @@ TEST(CoordinatorClientTest, RegistersThenHeartbeatsCounters) {
   EXPECT_THAT(assigned[1].local_devices, ElementsAre(1));
   EXPECT_TRUE(assigned[1].leader_here);
 
-  const v1::Heartbeat heartbeat = coordinator.heartbeats().front();
-  EXPECT_EQ(heartbeat.worker_id(), "w-7");
-  ASSERT_EQ(heartbeat.replicas_size(), 2);
-  EXPECT_EQ(heartbeat.replicas(1).replica_id(), "r1");
-  EXPECT_EQ(heartbeat.replicas(1).generated_tokens(), 42);
-  EXPECT_EQ(heartbeat.replicas(1).free_token_credit(), 960);
-  EXPECT_DOUBLE_EQ(heartbeat.replicas(1).busy_seconds(), 0.25);
-  EXPECT_DOUBLE_EQ(heartbeat.replicas(1).idle_seconds(), 0.5);
+  const v1::Heartbeat first = coordinator.heartbeats().front();
+  EXPECT_EQ(first.worker_id(), "w-7");
+  ASSERT_EQ(first.replicas_size(), 2);
+  EXPECT_EQ(first.replicas(1).replica_id(), "r1");
+  EXPECT_EQ(first.replicas(1).generated_tokens(), 0);
+  EXPECT_EQ(first.replicas(1).free_token_credit(), 960);  // gauges as they are
+  EXPECT_EQ(first.replicas(1).kv_blocks_used(), 4);
+  const v1::Heartbeat last = coordinator.heartbeats().back();
+  EXPECT_EQ(last.replicas(1).generated_tokens(), 100);
+  EXPECT_DOUBLE_EQ(last.replicas(1).busy_seconds(), 1.0);
+  EXPECT_DOUBLE_EQ(last.replicas(1).idle_seconds(), 0);
+  EXPECT_EQ(last.replicas(0).generated_tokens(), 0);
   EXPECT_GE(client.heartbeats_sent(), 3);
 }
 

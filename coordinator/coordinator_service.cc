@@ -66,6 +66,7 @@ grpc::Status CoordinatorServiceImpl::Heartbeats(
       r.generated_tokens = c.generated_tokens();
       r.prompt_tokens = c.prompt_tokens();
       r.free_token_credit = c.free_token_credit();
+      r.reserved_tokens = c.reserved_tokens();
       r.running = c.running();
       r.waiting = c.waiting();
       r.kv_blocks_used = c.kv_blocks_used();

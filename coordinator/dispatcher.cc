@@ -1,7 +1,6 @@
 #include "coordinator/dispatcher.h"
 
 #include <algorithm>
-#include <limits>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -30,7 +29,8 @@ Dispatcher::Dispatcher(Registry* registry, std::unique_ptr<RoutingPolicy> policy
       policy_(std::move(policy)),
       queue_(queue_limit),
       outstanding_(index_.size(), 0),
-      since_report_(index_.size(), 0) {}
+      reserved_(index_.size(), 0),
+      refused_(index_.size(), false) {}
 
 std::optional<Lease> Dispatcher::TryPlaceLocked(std::span<const int32_t> prompt, int64_t cost,
                                                 std::string_view pinned_replica) {
@@ -41,14 +41,15 @@ std::optional<Lease> Dispatcher::TryPlaceLocked(std::span<const int32_t> prompt,
     const ReplicaStatus& r = (*replicas)[i];
     if (!r.live || r.address.empty()) continue;
     if (!pinned_replica.empty() && r.id != pinned_replica) continue;
-    candidates.push_back({r.id, outstanding_[i], r.free_token_credit - since_report_[i]});
+    const int64_t credit = refused_[i] ? 0 : r.credit_budget - reserved_[i];
+    candidates.push_back({r.id, outstanding_[i], credit});
   }
   const std::optional<std::string> picked = policy_->Pick(candidates, prompt, cost);
   if (!picked.has_value()) return std::nullopt;
   const size_t i = index_.at(*picked);
   const ReplicaStatus& r = (*replicas)[i];
   outstanding_[i] += cost;
-  since_report_[i] += cost;
+  reserved_[i] += cost;
   return Lease{r.id, i, r.address, r.leader_vm, r.leader_worker_id, r.worker_ids, cost};
 }
 
@@ -110,20 +111,21 @@ void Dispatcher::Delivered(const Lease& lease, int64_t tokens) {
 void Dispatcher::Release(const Lease& lease, int64_t remaining) {
   absl::MutexLock lock(&mutex_);
   outstanding_[lease.replica_index] -= remaining;
+  reserved_[lease.replica_index] -= lease.cost;
   changed_.SignalAll();
 }
 
 void Dispatcher::OnCreditReport(const std::string& replica_id) {
   absl::MutexLock lock(&mutex_);
   auto it = index_.find(replica_id);
-  if (it != index_.end()) since_report_[it->second] = 0;
+  if (it != index_.end()) refused_[it->second] = false;
   changed_.SignalAll();
 }
 
 void Dispatcher::OnRefused(const std::string& replica_id) {
   absl::MutexLock lock(&mutex_);
   auto it = index_.find(replica_id);
-  if (it != index_.end()) since_report_[it->second] = std::numeric_limits<int64_t>::max() / 2;
+  if (it != index_.end()) refused_[it->second] = true;
   changed_.SignalAll();
 }
 

@@ -1,9 +1,12 @@
 // Dispatcher: admission and routing of requests onto live replicas, blocking the caller while the
 // request waits for credit.
 //
-// Credit: a replica can admit `free_token_credit` (its last heartbeat) minus the tokens
-// dispatched to it since that heartbeat. A request costs prompt + max_new_tokens - delivered
-// tokens. A request is placed on a replica at once when one can take it and nobody is waiting;
+// Credit: a replica can admit its credit budget (ReplicaStatus::credit_budget: the KV its
+// requests may reserve, from its last heartbeat) minus the cost of the requests the dispatcher
+// placed there and has not seen released — its own books, current at every placement and
+// release, so a request that ends frees its credit at once (no wait for a heartbeat), and
+// requests in transit are never admitted twice. A request costs prompt + max_new_tokens -
+// delivered tokens. A request is placed on a replica at once when one can take it and nobody is waiting;
 // otherwise it waits in a bounded FIFO (AdmissionQueue; only its head is placed, so waiting
 // requests are served in arrival order). Past the queue's limit (with limit 0: whenever no
 // replica can take it now) Acquire fails with RESOURCE_EXHAUSTED and a retry-after hint.
@@ -64,7 +67,7 @@ class Dispatcher {
   void Delivered(const Lease& lease, int64_t tokens);
   // The request left the replica; `remaining` tokens of its cost were not delivered.
   void Release(const Lease& lease, int64_t remaining);
-  // A heartbeat refreshed the replica's credit; wakes waiting requests.
+  // A heartbeat refreshed the replica's credit budget; wakes waiting requests.
   void OnCreditReport(const std::string& replica_id);
   // The replica refused a request (it failed or drains): it gets none until its next report.
   void OnRefused(const std::string& replica_id);
@@ -87,9 +90,11 @@ class Dispatcher {
   absl::CondVar changed_;
   std::unique_ptr<RoutingPolicy> policy_ ABSL_GUARDED_BY(mutex_);
   AdmissionQueue queue_ ABSL_GUARDED_BY(mutex_);
-  // By replica index: outstanding work, and tokens dispatched since the last credit report.
+  // By replica index: outstanding work (cost less the tokens delivered), the cost of the requests
+  // placed there and not released, and whether it refused a request since its last report.
   std::vector<int64_t> outstanding_ ABSL_GUARDED_BY(mutex_);
-  std::vector<int64_t> since_report_ ABSL_GUARDED_BY(mutex_);
+  std::vector<int64_t> reserved_ ABSL_GUARDED_BY(mutex_);
+  std::vector<bool> refused_ ABSL_GUARDED_BY(mutex_);
 };
 
 }  // namespace rackserve::coordinator

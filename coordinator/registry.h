@@ -48,6 +48,7 @@ struct ReplicaReport {
   int64_t generated_tokens = 0;
   int64_t prompt_tokens = 0;
   int64_t free_token_credit = 0;  // gauge: tokens of KV the replica can still admit
+  int64_t reserved_tokens = 0;    // gauge: tokens of KV its requests in flight reserve
   int64_t running = 0;            // gauge: sequences in the running batch
   int64_t waiting = 0;            // gauge: sequences queued on the worker
   int64_t kv_blocks_used = 0;     // gauge
@@ -77,7 +78,10 @@ struct ReplicaStatus {
   std::string leader_vm;
   std::string leader_worker_id;         // "" while the leader's VM has no live worker
   std::vector<std::string> worker_ids;  // the live workers of its ranks' VMs, leader first
-  int64_t free_token_credit = 0;
+  int64_t free_token_credit = 0;  // the leader's last report
+  // All the KV its requests may reserve: free_token_credit + reserved_tokens of the last report;
+  // 0 when it admits nothing (the report's free credit is 0: failed or draining).
+  int64_t credit_budget = 0;
   LoadFigures load;  // the leader's last report
 };
 

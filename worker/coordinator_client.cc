@@ -55,6 +55,7 @@ void ToProto(const ReplicaCounters& c, const ReplicaCounters& since, v1::Replica
   proto->set_busy_seconds(c.busy_seconds - since.busy_seconds);
   proto->set_idle_seconds(c.idle_seconds - since.idle_seconds);
   proto->set_free_token_credit(c.free_token_credit);
+  proto->set_reserved_tokens(c.reserved_tokens);
 }
 
 bool IsTransient(absl::StatusCode code) {

@@ -178,6 +178,7 @@ ReplicaCounters ReplicaHost::counters() const {
   std::lock_guard<std::mutex> lock(mu_);
   ReplicaCounters c = counters_;
   if (idle_since_.has_value()) c.idle_seconds += SecondsSince(*idle_since_);
+  c.reserved_tokens = reserved_tokens_;
   c.waiting = std::max<int64_t>(static_cast<int64_t>(in_flight_.size()) - c.running, 0);
   const kv::KvCacheConfig& kv = engine_->kv_config();
   if (failure_.ok() && !draining_ && !stop_) {

@@ -113,6 +113,7 @@ struct ReplicaCounters {
   // cancelled), the current wait included: a GPU starved of work.
   double idle_seconds = 0;
   int64_t free_token_credit = 0;  // tokens of KV neither used nor reserved (see the top)
+  int64_t reserved_tokens = 0;    // tokens of KV reserved by the requests in flight
 };
 
 class ReplicaHost {

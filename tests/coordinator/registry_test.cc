@@ -127,7 +127,9 @@ TEST(RegistryTest, ReplicasNameTheirWorkersAndCarryTheLeadersLoad) {
   r0.waiting = 2;
   r0.kv_blocks_used = 10;
   r0.kv_blocks_total = 100;
-  ReplicaReport r1{"r1", 0, 0, 800};
+  r0.reserved_tokens = 300;
+  ReplicaReport r1{"r1", 0, 0, 0};  // admits nothing (draining or failed)
+  r1.reserved_tokens = 50;
   r1.running = 1;
   r1.kv_blocks_used = 4;
   r1.kv_blocks_total = 100;
@@ -139,6 +141,8 @@ TEST(RegistryTest, ReplicasNameTheirWorkersAndCarryTheLeadersLoad) {
   EXPECT_EQ(replicas[0].load.waiting, 2);
   EXPECT_EQ(replicas[0].load.kv_blocks_used, 10);
   EXPECT_EQ(replicas[0].free_token_credit, 900);
+  EXPECT_EQ(replicas[0].credit_budget, 1200);  // free + reserved
+  EXPECT_EQ(replicas[1].credit_budget, 0);
   EXPECT_EQ(replicas[2].leader_worker_id, "");  // vm1 has no worker
   EXPECT_TRUE(replicas[2].worker_ids.empty());
   const LoadFigures vm0 = registry.VmLoad("vm0");

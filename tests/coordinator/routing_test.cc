@@ -88,8 +88,13 @@ class DispatcherTest : public ::testing::Test {
     Report(*id, vm == "vm0" ? "r0" : "r1", credit);
     return *id;
   }
-  void Report(const std::string& worker_id, const std::string& replica, int64_t credit) {
-    ASSERT_TRUE(registry_.Heartbeat(worker_id, {{replica, 0, 0, credit}}).ok());
+  void Report(const std::string& worker_id, const std::string& replica, int64_t credit,
+              int64_t reserved = 0) {
+    ReplicaReport report;
+    report.replica_id = replica;
+    report.free_token_credit = credit;
+    report.reserved_tokens = reserved;
+    ASSERT_TRUE(registry_.Heartbeat(worker_id, {report}).ok());
   }
 
   static bool Never() { return false; }
@@ -115,11 +120,24 @@ TEST_F(DispatcherTest, PlacesAtOnceAndTheLeaseNamesItsWorkers) {
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(std::string(refused.status().message()), HasSubstr("retry after"));
   EXPECT_EQ(dispatcher.queued(), 0);
-  // A heartbeat refreshes the credit.
+  // A heartbeat that still counts the first request in its reservations frees nothing (the
+  // dispatcher does not admit it twice)...
+  Report(w0, "r0", 40, /*reserved=*/60);
   dispatcher.OnCreditReport("r0");
-  EXPECT_TRUE(dispatcher.Acquire(prompt_, 60, Never, absl::Seconds(1), NoRate).ok());
+  EXPECT_EQ(dispatcher.Acquire(prompt_, 60, Never, absl::Seconds(1), NoRate).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  // ...its release does, at once.
   dispatcher.Release(*lease, 60);
+  auto second = dispatcher.Acquire(prompt_, 60, Never, absl::Seconds(1), NoRate);
+  EXPECT_TRUE(second.ok()) << second.status();
   EXPECT_EQ(dispatcher.outstanding_tokens("r0"), 60);
+  // A replica that refused a request gets none until its next report.
+  dispatcher.Release(*second, 60);
+  dispatcher.OnRefused("r0");
+  EXPECT_EQ(dispatcher.Acquire(prompt_, 10, Never, absl::Seconds(1), NoRate).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  dispatcher.OnCreditReport("r0");
+  EXPECT_TRUE(dispatcher.Acquire(prompt_, 10, Never, absl::Seconds(1), NoRate).ok());
 }
 
 TEST_F(DispatcherTest, PinnedRequestGoesToItsReplicaOnlyAndNeverToADeadOne) {
@@ -141,9 +159,10 @@ TEST_F(DispatcherTest, WaitingRequestsAreServedInArrivalOrder) {
   Dispatcher dispatcher(&registry_, std::make_unique<LeastOutstandingPolicy>(), /*queue_limit=*/4);
   std::atomic<int> order{0};
   int first_place = -1, second_place = -1;
+  absl::StatusOr<Lease> first_lease;
   std::thread first([&] {
-    auto lease = dispatcher.Acquire(prompt_, 10, Never, absl::Seconds(10), NoRate);
-    EXPECT_TRUE(lease.ok()) << lease.status();
+    first_lease = dispatcher.Acquire(prompt_, 10, Never, absl::Seconds(10), NoRate);
+    EXPECT_TRUE(first_lease.ok()) << first_lease.status();
     first_place = order++;
   });
   while (dispatcher.queued() < 1) absl::SleepFor(absl::Milliseconds(1));
@@ -159,7 +178,8 @@ TEST_F(DispatcherTest, WaitingRequestsAreServedInArrivalOrder) {
   first.join();
   absl::SleepFor(absl::Milliseconds(120));
   EXPECT_EQ(dispatcher.queued(), 1);
-  dispatcher.OnCreditReport("r0");
+  ASSERT_TRUE(first_lease.ok());
+  dispatcher.Release(*first_lease, 10);  // the first ended: its credit goes to the second
   second.join();
   EXPECT_EQ(first_place, 0);
   EXPECT_EQ(second_place, 1);

@@ -55,6 +55,7 @@ ReplicaCounters Counters(const std::string& id) {
   c.kv_blocks_total = 64;
   c.kv_blocks_used = 4;
   c.free_token_credit = 60 * 16;
+  c.reserved_tokens = 64;
   c.busy_seconds = 0.25;
   c.idle_seconds = 0.5;
   return c;
@@ -111,6 +112,7 @@ TEST(CoordinatorClientTest, RegistersThenHeartbeatsCounters) {
   EXPECT_EQ(first.replicas(1).generated_tokens(), 0);
   EXPECT_EQ(first.replicas(1).free_token_credit(), 960);  // gauges as they are
   EXPECT_EQ(first.replicas(1).kv_blocks_used(), 4);
+  EXPECT_EQ(first.replicas(1).reserved_tokens(), 64);
   const v1::Heartbeat last = coordinator.heartbeats().back();
   EXPECT_EQ(last.replicas(1).generated_tokens(), 100);
   EXPECT_DOUBLE_EQ(last.replicas(1).busy_seconds(), 1.0);

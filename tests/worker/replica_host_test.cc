@@ -554,6 +554,7 @@ TEST(ReplicaHostTest, CountersFollowAdmissionsStepsAndCredit) {
   EXPECT_LE(c.kv_blocks_used, 2 * 7);
   EXPECT_EQ(c.prompt_tokens, kRequests * kPrompt);
   EXPECT_EQ(c.free_token_credit, 1024 - kRequests * (kPrompt + kMaxNew));
+  EXPECT_EQ(c.reserved_tokens, kRequests * (kPrompt + kMaxNew));
 
   for (int i = 0; i < kRequests; ++i) {
     const absl::Status s = host->Cancel("c" + std::to_string(i));

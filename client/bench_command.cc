@@ -12,6 +12,7 @@
 // Prints the summary (loadgen_summary.h) with the rack's own figure from GetStats (before/after
 // deltas per VM) and writes mlperf_log_summary.txt and summary.json to --out-dir. Exit 1 when a
 // sample failed; an INVALID verdict on latency alone still exits 0 (it is a result).
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -260,15 +261,32 @@ absl::Status RunStreaming(StreamingTarget& target, const std::vector<DatasetSamp
   return target.Finish();
 }
 
-// The rack's figure over the run: GetStats deltas, after the workers' reports caught up.
-RackFigure RackFigureOf(RackConnection& rack, const v1::RackStats& before, double duration,
-                        double batch_tokens_per_second) {
+// Unix seconds of a steady-clock time point (the workers stamp their counters in wall time).
+double UnixSeconds(Clock::time_point t) {
+  const auto wall = std::chrono::system_clock::now() -
+                    std::chrono::duration_cast<std::chrono::system_clock::duration>(Clock::now() - t);
+  return std::chrono::duration<double>(wall.time_since_epoch()).count();
+}
+
+// The rack's figure over the run [start, end]: GetStats deltas, after the workers' reports caught
+// up.
+RackFigure RackFigureOf(RackConnection& rack, const v1::RackStats& before, Clock::time_point start,
+                        Clock::time_point end, double batch_tokens_per_second) {
+  const double duration = Seconds(end - start);
+  const double start_unix = UnixSeconds(start), end_unix = UnixSeconds(end);
   RackFigure figure;
+  // Caught up: every token the rack delivered reported, every replica's counters read after the
+  // end (its idle time to the end counted).
+  const auto caught_up = [&](const v1::RackStats& stats) {
+    if (stats.worker_generated_tokens_total() < stats.rack().generated_tokens_total()) return false;
+    return std::all_of(stats.replicas().begin(), stats.replicas().end(),
+                       [&](const v1::ScopeStats& r) {
+                         return r.state() != "ready" || r.counters_read_at_unix_seconds() >= end_unix;
+                       });
+  };
   absl::StatusOr<v1::RackStats> after = GetStats(rack);
   for (const auto until = Clock::now() + std::chrono::seconds(5);
-       after.ok() &&
-       after->worker_generated_tokens_total() < after->rack().generated_tokens_total() &&
-       Clock::now() < until;) {
+       after.ok() && !caught_up(*after) && Clock::now() < until;) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
     after = GetStats(rack);
   }
@@ -287,7 +305,9 @@ RackFigure RackFigureOf(RackConnection& rack, const v1::RackStats& before, doubl
     figure.vms.push_back({vm.name(), static_cast<double>(delta) / duration});
   }
   // Each replica's own figure over the run: its generated tokens / the seconds it had work (and
-  // / its busy seconds: the step figure).
+  // / its busy seconds: the step figure). Its idle seconds between the reports count only inside
+  // the run: a quiet rack idles from the first report to the start, and after the end until the
+  // second report.
   std::map<std::string, const v1::ScopeStats*> before_replica;
   for (const v1::ScopeStats& r : before.replicas()) before_replica[r.name()] = &r;
   for (const v1::ScopeStats& r : after->replicas()) {
@@ -295,7 +315,10 @@ RackFigure RackFigureOf(RackConnection& rack, const v1::RackStats& before, doubl
     if (it == before_replica.end()) continue;
     const auto tokens = static_cast<double>(r.throughput().generated_tokens_total() -
                                             it->second->throughput().generated_tokens_total());
-    const double with_work = duration - (r.idle_seconds() - it->second->idle_seconds());
+    const double outside = std::max(0.0, start_unix - it->second->counters_read_at_unix_seconds()) +
+                           std::max(0.0, r.counters_read_at_unix_seconds() - end_unix);
+    const double idle = std::max(0.0, r.idle_seconds() - it->second->idle_seconds() - outside);
+    const double with_work = duration - idle;
     if (with_work > 0) figure.gpus_own_tokens_per_second += tokens / with_work;
     const double busy = r.busy_seconds() - it->second->busy_seconds();
     if (busy > 0) figure.gpus_step_tokens_per_second += tokens / busy;
@@ -389,8 +412,7 @@ int RunBench(const CommandContext& context, const std::vector<std::string>& argv
   }
   run.duration_seconds = Seconds(end - start);
   const BenchSummary summary = Summarize(run);
-  const RackFigure rack_figure =
-      RackFigureOf(**rack, *before, run.duration_seconds, batch_tokens_per_second);
+  const RackFigure rack_figure = RackFigureOf(**rack, *before, start, end, batch_tokens_per_second);
   const std::string text = FormatSummary(summary, rack_figure);
   std::fputs(text.c_str(), stdout);
   if (!out_dir.empty()) {

@@ -67,6 +67,7 @@ grpc::Status CoordinatorServiceImpl::Heartbeats(
       r.prompt_tokens = c.prompt_tokens();
       r.free_token_credit = c.free_token_credit();
       r.reserved_tokens = c.reserved_tokens();
+      r.read_at_unix_seconds = c.read_at_unix_seconds();
       r.running = c.running();
       r.waiting = c.waiting();
       r.kv_blocks_used = c.kv_blocks_used();

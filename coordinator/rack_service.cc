@@ -47,6 +47,7 @@ void FillLoad(const LoadFigures& load, v1::ScopeStats* out) {
   out->set_kv_blocks_total(load.kv_blocks_total);
   out->set_busy_seconds(load.busy_seconds);
   out->set_idle_seconds(load.idle_seconds);
+  out->set_counters_read_at_unix_seconds(load.read_at_unix_seconds);
 }
 
 void FillThroughput(const ScopeThroughput& scope, v1::Throughput* out) {

@@ -202,7 +202,8 @@ std::vector<ReplicaStatus> Registry::ReplicasLocked() const {
                                    : 0;
         status.load = {report->second.running, report->second.waiting,
                        report->second.kv_blocks_used, report->second.kv_blocks_total,
-                       report->second.busy_seconds, report->second.idle_seconds};
+                       report->second.busy_seconds, report->second.idle_seconds,
+                       report->second.read_at_unix_seconds};
       }
     }
     out.push_back(std::move(status));
@@ -222,6 +223,7 @@ LoadFigures Registry::VmLoad(const std::string& vm) const {
     load.kv_blocks_total += report.kv_blocks_total;
     load.busy_seconds += report.busy_seconds;
     load.idle_seconds += report.idle_seconds;
+    load.read_at_unix_seconds = std::max(load.read_at_unix_seconds, report.read_at_unix_seconds);
   }
   return load;
 }

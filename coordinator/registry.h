@@ -55,6 +55,7 @@ struct ReplicaReport {
   int64_t kv_blocks_total = 0;    // gauge
   double busy_seconds = 0;        // cumulative: time the replica's engine spent in steps
   double idle_seconds = 0;        // cumulative: time the replica had no request to run
+  double read_at_unix_seconds = 0;  // when the worker read these counters
 };
 
 // The load gauges of a replica or a VM from the last heartbeats (zero until one arrived).
@@ -65,6 +66,7 @@ struct LoadFigures {
   int64_t kv_blocks_total = 0;
   double busy_seconds = 0;  // cumulative (see ReplicaReport)
   double idle_seconds = 0;  // cumulative (see ReplicaReport)
+  double read_at_unix_seconds = 0;  // when they were read (a VM: the latest of its replicas)
 };
 
 enum class WorkerState { kReady, kDraining, kDead };

@@ -56,6 +56,7 @@ void ToProto(const ReplicaCounters& c, const ReplicaCounters& since, v1::Replica
   proto->set_idle_seconds(c.idle_seconds - since.idle_seconds);
   proto->set_free_token_credit(c.free_token_credit);
   proto->set_reserved_tokens(c.reserved_tokens);
+  proto->set_read_at_unix_seconds(absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()));
 }
 
 bool IsTransient(absl::StatusCode code) {

@@ -249,6 +249,8 @@ class FakeWorker final : public v1::WorkerService::Service {
         c->set_waiting(1);
         c->set_kv_blocks_used(5);
         c->set_kv_blocks_total(64);
+        c->set_idle_seconds(0.5);
+        c->set_read_at_unix_seconds(1234.5);
       }
       v1::HeartbeatAck ack;
       if (!stream->Write(beat) || !stream->Read(&ack)) break;
@@ -800,6 +802,9 @@ TEST_F(RackServiceTest, StatsCarryLoadAndStateFromHeartbeats) {
   EXPECT_EQ(stats.replicas(0).running(), 1);
   EXPECT_EQ(stats.replicas(0).kv_blocks_total(), 64);
   EXPECT_EQ(stats.replicas(0).state(), "ready");
+  EXPECT_DOUBLE_EQ(stats.replicas(0).idle_seconds(), 0.5);
+  EXPECT_DOUBLE_EQ(stats.replicas(0).counters_read_at_unix_seconds(), 1234.5);
+  EXPECT_DOUBLE_EQ(stats.vms(0).idle_seconds(), 0.5);
   EXPECT_EQ(stats.replicas(1).running(), 0);
   ASSERT_EQ(stats.vms(1).throughput().windows_size(), 3);
 

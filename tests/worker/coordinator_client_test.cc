@@ -113,6 +113,8 @@ TEST(CoordinatorClientTest, RegistersThenHeartbeatsCounters) {
   EXPECT_EQ(first.replicas(1).free_token_credit(), 960);  // gauges as they are
   EXPECT_EQ(first.replicas(1).kv_blocks_used(), 4);
   EXPECT_EQ(first.replicas(1).reserved_tokens(), 64);
+  EXPECT_NEAR(first.replicas(1).read_at_unix_seconds(),
+              absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()), 60);
   const v1::Heartbeat last = coordinator.heartbeats().back();
   EXPECT_EQ(last.replicas(1).generated_tokens(), 100);
   EXPECT_DOUBLE_EQ(last.replicas(1).busy_seconds(), 1.0);

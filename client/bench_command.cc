@@ -20,8 +20,8 @@
 #include <deque>
 #include <filesystem>
 #include <fstream>
-#include <memory>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <random>
 #include <string>
@@ -263,8 +263,9 @@ absl::Status RunStreaming(StreamingTarget& target, const std::vector<DatasetSamp
 
 // Unix seconds of a steady-clock time point (the workers stamp their counters in wall time).
 double UnixSeconds(Clock::time_point t) {
-  const auto wall = std::chrono::system_clock::now() -
-                    std::chrono::duration_cast<std::chrono::system_clock::duration>(Clock::now() - t);
+  const auto wall =
+      std::chrono::system_clock::now() -
+      std::chrono::duration_cast<std::chrono::system_clock::duration>(Clock::now() - t);
   return std::chrono::duration<double>(wall.time_since_epoch()).count();
 }
 
@@ -279,10 +280,10 @@ RackFigure RackFigureOf(RackConnection& rack, const v1::RackStats& before, Clock
   // end (its idle time to the end counted).
   const auto caught_up = [&](const v1::RackStats& stats) {
     if (stats.worker_generated_tokens_total() < stats.rack().generated_tokens_total()) return false;
-    return std::all_of(stats.replicas().begin(), stats.replicas().end(),
-                       [&](const v1::ScopeStats& r) {
-                         return r.state() != "ready" || r.counters_read_at_unix_seconds() >= end_unix;
-                       });
+    return std::all_of(
+        stats.replicas().begin(), stats.replicas().end(), [&](const v1::ScopeStats& r) {
+          return r.state() != "ready" || r.counters_read_at_unix_seconds() >= end_unix;
+        });
   };
   absl::StatusOr<v1::RackStats> after = GetStats(rack);
   for (const auto until = Clock::now() + std::chrono::seconds(5);

@@ -198,9 +198,9 @@ std::string FormatSummary(const BenchSummary& s, const RackFigure& rack) {
                                100 * rack.tokens_per_second / rack.gpus_own_tokens_per_second));
   }
   if (rack.gpus_step_tokens_per_second > 0) {
-    AppendLine(&out, "Sum of the GPUs' step figures",
-               absl::StrFormat("%.2f (time in engine steps only)",
-                               rack.gpus_step_tokens_per_second));
+    AppendLine(
+        &out, "Sum of the GPUs' step figures",
+        absl::StrFormat("%.2f (time in engine steps only)", rack.gpus_step_tokens_per_second));
   }
   AppendLine(&out, "Audit", rack.audit);
   return out;

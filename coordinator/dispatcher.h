@@ -6,9 +6,9 @@
 // placed there and has not seen released — its own books, current at every placement and
 // release, so a request that ends frees its credit at once (no wait for a heartbeat), and
 // requests in transit are never admitted twice. A request costs prompt + max_new_tokens -
-// delivered tokens. A request is placed on a replica at once when one can take it and nobody is waiting;
-// otherwise it waits in a bounded FIFO (AdmissionQueue; only its head is placed, so waiting
-// requests are served in arrival order). Past the queue's limit (with limit 0: whenever no
+// delivered tokens. A request is placed on a replica at once when one can take it and nobody is
+// waiting; otherwise it waits in a bounded FIFO (AdmissionQueue; only its head is placed, so
+// waiting requests are served in arrival order). Past the queue's limit (with limit 0: whenever no
 // replica can take it now) Acquire fails with RESOURCE_EXHAUSTED and a retry-after hint.
 // Outstanding work per replica (what the routing policy balances) is the sum of its requests'
 // remaining cost.

@@ -196,13 +196,16 @@ std::vector<ReplicaStatus> Registry::ReplicasLocked() const {
       auto report = leader.reports.find(spec.id);
       if (report != leader.reports.end()) {
         status.free_token_credit = report->second.free_token_credit;
-        status.credit_budget = report->second.free_token_credit > 0
-                                   ? report->second.free_token_credit +
-                                         report->second.reserved_tokens
-                                   : 0;
-        status.load = {report->second.running, report->second.waiting,
-                       report->second.kv_blocks_used, report->second.kv_blocks_total,
-                       report->second.busy_seconds, report->second.idle_seconds,
+        status.credit_budget =
+            report->second.free_token_credit > 0
+                ? report->second.free_token_credit + report->second.reserved_tokens
+                : 0;
+        status.load = {report->second.running,
+                       report->second.waiting,
+                       report->second.kv_blocks_used,
+                       report->second.kv_blocks_total,
+                       report->second.busy_seconds,
+                       report->second.idle_seconds,
                        report->second.read_at_unix_seconds};
       }
     }

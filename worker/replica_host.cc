@@ -323,21 +323,9 @@ absl::Status ReplicaHost::RunStep() {
     any_final = true;
     if (out.end > out.begin) ++finished_in_batch;
   }
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    counters_.generated_tokens += static_cast<int64_t>(tokens_.size());
-    if (stats.num_sequences > 0) ++counters_.steps;
-    counters_.running = std::max<int64_t>(stats.num_sequences - finished_in_batch, 0);
-    counters_.kv_blocks_used = stats.kv_blocks_used;
-    counters_.kv_blocks_total = stats.kv_blocks_total;
-    counters_.busy_seconds += stats.seconds;
-    // Every request ending this step leaves the in-flight set before the step's chunks go out.
-    for (const Outgoing& out : outgoing_) {
-      if (out.finish != sampling::FinishReason::kNone) FinishLocked(out.active->request_id);
-    }
-  }
-  if (any_final) cv_.notify_all();
+  // The chunks to hand over; a deliver_at_end request's tokens are counted when handed over.
   num_batches_ = 0;
+  int64_t handed = 0;
   for (const Outgoing& out : outgoing_) {
     Active& active = *out.active;
     const bool final = out.finish != sampling::FinishReason::kNone;
@@ -356,8 +344,23 @@ absl::Status ReplicaHost::RunStep() {
     if (final) view.prompt_tokens = active.prompt_tokens;
     active.next_index += static_cast<int64_t>(tokens.size());
     if (active.deliver_at_end && !tokens.empty()) active.holding = true;
+    handed += static_cast<int64_t>(tokens.size());
     BatchFor(active.receiver.sink.get()).views.push_back(std::move(view));
   }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    counters_.generated_tokens += handed;
+    if (stats.num_sequences > 0) ++counters_.steps;
+    counters_.running = std::max<int64_t>(stats.num_sequences - finished_in_batch, 0);
+    counters_.kv_blocks_used = stats.kv_blocks_used;
+    counters_.kv_blocks_total = stats.kv_blocks_total;
+    counters_.busy_seconds += stats.seconds;
+    // Every request ending this step leaves the in-flight set before the step's chunks go out.
+    for (const Outgoing& out : outgoing_) {
+      if (out.finish != sampling::FinishReason::kNone) FinishLocked(out.active->request_id);
+    }
+  }
+  if (any_final) cv_.notify_all();
   for (size_t i = 0; i < num_batches_; ++i) batches_[i].sink->DeliverStep(batches_[i].views);
   // Last: the finished requests' receivers kept their StepSinks alive through the delivery.
   for (const Outgoing& out : outgoing_) {
@@ -391,6 +394,10 @@ void ReplicaHost::FailAll(const absl::Status& status) {
     view.finish = sampling::FinishReason::kCancelled;
     view.prompt_tokens = active.prompt_tokens;
     view.status = status;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      counters_.generated_tokens += static_cast<int64_t>(active.held.size());
+    }
     Finish(active.request_id);
     HandOne(active.receiver, view);
   }

@@ -101,7 +101,8 @@ class StepSink {
 // Cumulative counters since the host started (monotonic), plus the current occupancy.
 struct ReplicaCounters {
   std::string replica_id;
-  int64_t generated_tokens = 0;  // tokens generated (a deliver_at_end request's: held or handed)
+  int64_t generated_tokens = 0;  // tokens handed to sinks (a deliver_at_end request's held ones
+                                 // when they go out)
   int64_t prompt_tokens = 0;     // len(prompt) of admitted requests (resumed tokens not counted)
   int64_t steps = 0;             // engine steps that ran a batch
   int64_t running = 0;           // sequences of the last step's batch still in flight

@@ -79,8 +79,10 @@ vms:
   - {name: vm01, devices: 4}
 layout: {tp: 1, pp: 1}
 YAML
-"$rack" up --topology "$tmp/sim.yaml" --backend sim --model llama2-70b --wait 60 >"$tmp/sim-up.txt" \
-  || fail "sim rack did not come up: $(cat "$tmp/sim-up.txt")"
+"$rack" up --topology "$tmp/sim.yaml" --backend sim --model llama2-70b --wait 60 \
+  --heartbeat-timeout 7 >"$tmp/sim-up.txt" || fail "sim rack did not come up: $(cat "$tmp/sim-up.txt")"
+tr '\0' ' ' <"/proc/$(cat "$RACKSERVE_RACK_DIR/pids/coordinator.pid")/cmdline" |
+  grep -q -- "--heartbeat-timeout-s 7" || fail "--heartbeat-timeout did not reach the coordinator"
 "$RACKSERVE_BUILD_DIR/client/rackctl" bench --scenario offline --count 2000 2>"$tmp/sim-bench.err" \
   >"$tmp/sim-bench.txt" || fail "sim bench failed: $(tail -c 600 "$tmp/sim-bench.err")"
 grep -q "Every sample completed        : Yes (2000 of 2000)" "$tmp/sim-bench.txt" ||

@@ -639,7 +639,8 @@ TEST(ReplicaHostTest, DeliverAtEndHandsTheFirstTokenAtOnceAndTheRestWithTheEnd) 
 }
 
 // Tokens a deliver_at_end request holds are generated output: they go out with its final chunk
-// when it is cancelled and when the host shuts down under it, never lost.
+// when it is cancelled and when the host shuts down under it, never lost, and are counted as
+// generated when they go out.
 TEST(ReplicaHostTest, HeldTokensGoOutWithACancelAndWithAShutdown) {
   std::mt19937_64 rng(13);
   ReplicaRequest long_request = Request("long", RandomPrompt(rng, 5), 400);
@@ -652,7 +653,7 @@ TEST(ReplicaHostTest, HeldTokensGoOutWithACancelAndWithAShutdown) {
     ASSERT_TRUE(host->Submit(long_request, collector, collector->Tag("long")).ok());
     ASSERT_TRUE(collector->WaitStarted("long"));
     for (absl::Time until = absl::Now() + kWait;
-         host->counters().generated_tokens < 20 && absl::Now() < until;) {
+         host->counters().steps < 20 && absl::Now() < until;) {
       absl::SleepFor(absl::Microseconds(200));
     }
     if (shutdown) {
@@ -663,12 +664,16 @@ TEST(ReplicaHostTest, HeldTokensGoOutWithACancelAndWithAShutdown) {
     ASSERT_TRUE(collector->WaitFinished(1));
     const Collector::Result got = collector->Get("long");
     EXPECT_EQ(got.finish, FinishReason::kCancelled);
-    EXPECT_EQ(got.status.code(),
-              shutdown ? absl::StatusCode::kUnavailable : absl::StatusCode::kOk);
+    EXPECT_EQ(got.status.code(), shutdown ? absl::StatusCode::kUnavailable : absl::StatusCode::kOk);
     EXPECT_EQ(got.chunks, 2) << "shutdown " << shutdown;
     ASSERT_GE(got.tokens.size(), 20u) << "shutdown " << shutdown;
     ASSERT_LT(got.tokens.size(), 400u) << "shutdown " << shutdown;
-    EXPECT_EQ(got.tokens, std::vector<int32_t>(expected.begin(), expected.begin() + got.tokens.size()));
+    EXPECT_EQ(got.tokens,
+              std::vector<int32_t>(expected.begin(), expected.begin() + got.tokens.size()));
+    if (!shutdown) {
+      ASSERT_TRUE(host->WaitIdle(kWait));
+      EXPECT_EQ(host->counters().generated_tokens, static_cast<int64_t>(got.tokens.size()));
+    }
   }
 }
 

@@ -195,7 +195,6 @@ std::vector<ReplicaStatus> Registry::ReplicasLocked() const {
       status.address = leader.info.address;
       auto report = leader.reports.find(spec.id);
       if (report != leader.reports.end()) {
-        status.free_token_credit = report->second.free_token_credit;
         status.credit_budget =
             report->second.free_token_credit > 0
                 ? report->second.free_token_credit + report->second.reserved_tokens

@@ -80,9 +80,8 @@ struct ReplicaStatus {
   std::string leader_vm;
   std::string leader_worker_id;         // "" while the leader's VM has no live worker
   std::vector<std::string> worker_ids;  // the live workers of its ranks' VMs, leader first
-  int64_t free_token_credit = 0;        // the leader's last report
-  // All the KV its requests may reserve: free_token_credit + reserved_tokens of the last report;
-  // 0 when it admits nothing (the report's free credit is 0: failed or draining).
+  // All the KV its requests may reserve: free_token_credit + reserved_tokens of the leader's last
+  // report; 0 when it admits nothing (the report's free credit is 0: failed or draining).
   int64_t credit_budget = 0;
   LoadFigures load;  // the leader's last report
 };

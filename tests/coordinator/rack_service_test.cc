@@ -318,7 +318,7 @@ class RackServiceTest : public ::testing::Test {
     for (int i = 0; i < 100; ++i) {
       bool ready = true;
       for (const ReplicaStatus& r : registry_->Replicas())
-        ready &= r.live && r.free_token_credit > 0;
+        ready &= r.live && r.credit_budget > 0;
       if (ready) break;
       absl::SleepFor(absl::Milliseconds(20));
     }
@@ -821,7 +821,7 @@ TEST_F(RackServiceTest, ClientGoneWhileQueuedLeavesTheQueue) {
   for (auto& w : workers_) w->credit_ = 0;
   ASSERT_TRUE(Eventually([this] {
     for (const ReplicaStatus& r : registry_->Replicas()) {
-      if (r.free_token_credit != 0) return false;
+      if (r.credit_budget != 0) return false;
     }
     return true;
   }));
@@ -842,7 +842,7 @@ TEST_F(RackServiceTest, SubmitBatchClientGoneCancelsItsQueuedAndRunningRequests)
   }
   ASSERT_TRUE(Eventually([this] {
     for (const ReplicaStatus& r : registry_->Replicas()) {
-      if (r.free_token_credit != 150) return false;
+      if (r.credit_budget != 150) return false;
     }
     return true;
   }));
@@ -982,7 +982,7 @@ TEST_F(NoQueueTest, QueueLimitZeroPlacesWhatFitsAndRefusesTheRest) {
   for (auto& w : workers_) w->credit_ = 3;  // less than any request costs
   ASSERT_TRUE(Eventually([this] {
     for (const ReplicaStatus& r : registry_->Replicas()) {
-      if (r.free_token_credit != 3) return false;
+      if (r.credit_budget != 3) return false;
     }
     return true;
   }));

@@ -62,7 +62,7 @@ TEST(RegistryTest, SilentWorkerDiesAfterTimeoutAndItsReplicasGoDown) {
   const auto replicas = registry.Replicas();
   ASSERT_EQ(replicas.size(), 4u);
   EXPECT_TRUE(replicas[0].live);
-  EXPECT_EQ(replicas[0].free_token_credit, 500);
+  EXPECT_EQ(replicas[0].credit_budget, 500);
   EXPECT_FALSE(replicas[2].live);
   auto hb = registry.Heartbeat(*w1, {});
   EXPECT_EQ(hb.code(), absl::StatusCode::kFailedPrecondition);
@@ -140,7 +140,6 @@ TEST(RegistryTest, ReplicasNameTheirWorkersAndCarryTheLeadersLoad) {
   EXPECT_EQ(replicas[0].load.running, 3);
   EXPECT_EQ(replicas[0].load.waiting, 2);
   EXPECT_EQ(replicas[0].load.kv_blocks_used, 10);
-  EXPECT_EQ(replicas[0].free_token_credit, 900);
   EXPECT_EQ(replicas[0].credit_budget, 1200);  // free + reserved
   EXPECT_EQ(replicas[1].credit_budget, 0);
   EXPECT_EQ(replicas[2].leader_worker_id, "");  // vm1 has no worker

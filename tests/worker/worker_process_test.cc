@@ -28,8 +28,9 @@ constexpr absl::Duration kWait = absl::Seconds(30);
 // Tokens of each long request (the tiny model has a context of 512).
 constexpr int64_t kLongTokens = 480;
 
-TEST(WorkerProcessTest, RegistersServesHeartbeatsAndDrainsOnSigterm) {
-  testing::FakeCoordinator coordinator;
+// The coordinator's answer to the worker of vm0: worker "w-1", one tp 1 pp 1 replica "vm0/r0" led
+// there, heartbeats every 100 ms.
+v1::RegisterResponse OneReplicaOnVm0() {
   v1::RegisterResponse response;
   response.set_worker_id("w-1");
   response.set_heartbeat_interval_seconds(0.1);
@@ -39,7 +40,12 @@ TEST(WorkerProcessTest, RegistersServesHeartbeatsAndDrainsOnSigterm) {
   a->set_pp(1);
   a->set_leader_here(true);
   a->add_ranks()->set_vm("vm0");
-  coordinator.SetResponse(response);
+  return response;
+}
+
+TEST(WorkerProcessTest, RegistersServesHeartbeatsAndDrainsOnSigterm) {
+  testing::FakeCoordinator coordinator;
+  coordinator.SetResponse(OneReplicaOnVm0());
 
   const std::string log = ::testing::TempDir() + "/rackserve_worker_process_test.log";
   Child worker({RACKSERVE_WORKER_BINARY, "--coordinator", coordinator.address(), "--vm", "vm0",
@@ -112,16 +118,7 @@ TEST(WorkerProcessTest, RefusedRegistrationExitsWithTheReason) {
 // the draining replica while they run — then it exits 0.
 TEST(WorkerProcessTest, SigtermFinishesRequestsInFlightAndRefusesNewOnes) {
   testing::FakeCoordinator coordinator;
-  v1::RegisterResponse response;
-  response.set_worker_id("w-1");
-  response.set_heartbeat_interval_seconds(0.1);
-  v1::ReplicaAssignment* a = response.add_assignments();
-  a->set_replica_id("vm0/r0");
-  a->set_tp(1);
-  a->set_pp(1);
-  a->set_leader_here(true);
-  a->add_ranks()->set_vm("vm0");
-  coordinator.SetResponse(response);
+  coordinator.SetResponse(OneReplicaOnVm0());
   const std::string log = ::testing::TempDir() + "/rackserve_worker_process_sigterm.log";
   Child worker(
       {RACKSERVE_WORKER_BINARY, "--coordinator", coordinator.address(), "--vm", "vm0", "--model",

@@ -46,7 +46,9 @@ ABSL_FLAG(std::string, model, "", "model directory, instead of the topology's `m
 ABSL_FLAG(bool, check, false,
           "validate the topology, print \"model DIR\", one line per VM (\"vm NAME DEVICES\") "
           "and per replica (\"replica ID tp=T pp=P VM/DEVICE ...\"), and exit");
-ABSL_FLAG(double, heartbeat_timeout_s, 3.0, "a worker silent this long is declared dead");
+ABSL_FLAG(double, heartbeat_timeout_s, 3.0,
+          "a worker silent this long (no heartbeat, or no keepalive answer on its data link) is "
+          "declared dead");
 ABSL_FLAG(int64_t, queue_limit, 1024,
           "requests that may wait for credit; more are refused (0: refuse when no replica has "
           "credit now)");
@@ -99,6 +101,7 @@ int main(int argc, char** argv) {
   RackServiceOptions options;
   options.vocab_size = absl::GetFlag(FLAGS_vocab_size);
   options.max_context = absl::GetFlag(FLAGS_max_context);
+  options.data_path.link_silence_timeout = absl::Seconds(absl::GetFlag(FLAGS_heartbeat_timeout_s));
   const std::filesystem::path model_dir = topology->model();
   if (std::filesystem::exists(model_dir / "config.json")) {
     auto config = rackserve::model::ModelConfig::FromFile(model_dir / "config.json");

@@ -17,19 +17,21 @@ namespace rackserve::coordinator {
 namespace {
 
 // Keepalive on worker channels: a hung or partitioned worker breaks its link within
-// kKeepaliveTimeMs + kKeepaliveTimeoutMs even when its heartbeats are not the signal. (The
+// kKeepaliveTimeMs + the link silence timeout even when its heartbeats are not the signal. (The
 // worker's server must accept pings this often: GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_
 // DATA_MS <= kKeepaliveTimeMs and GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, else it answers with
-// GOAWAY "too_many_pings".)
+// GOAWAY "too_many_pings".) A ping unanswered in time closes the connection: the link's stream
+// ends CANCELLED.
 constexpr int kKeepaliveTimeMs = 1000;
-constexpr int kKeepaliveTimeoutMs = 2000;
 // How often the redispatch thread destroys retired links when it has nothing else to do.
 constexpr absl::Duration kRedispatchPoll = absl::Milliseconds(100);
 
-std::shared_ptr<grpc::Channel> WorkerChannel(const std::string& address) {
+std::shared_ptr<grpc::Channel> WorkerChannel(const std::string& address,
+                                             absl::Duration silence_timeout) {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, kKeepaliveTimeMs);
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, kKeepaliveTimeoutMs);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+              static_cast<int>(absl::ToInt64Milliseconds(silence_timeout)));
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);  // keep pinging a quiet stream
   // One channel per worker: its own connection, not shared with the other links.
@@ -186,7 +188,8 @@ bool DataPath::Place(const std::shared_ptr<Flight>& flight, const std::function<
 WorkerLink* DataPath::LinkLocked(const std::string& worker_id, const std::string& address) {
   std::unique_ptr<WorkerLink>& link = links_[worker_id];
   if (link == nullptr) {
-    link = std::make_unique<WorkerLink>(worker_id, WorkerChannel(address),
+    link = std::make_unique<WorkerLink>(worker_id,
+                                        WorkerChannel(address, options_.link_silence_timeout),
                                         static_cast<WorkerLink::Receiver*>(this));
   }
   return link.get();
@@ -349,6 +352,7 @@ void DataPath::OnOutbound(WorkerLink* link, const v1::ServeOutbound& outbound) {
 
 void DataPath::OnLinkBroken(WorkerLink* link, const absl::Status& status) {
   const std::string worker_id = link->worker_id();
+  size_t failed_over = 0;
   {
     absl::MutexLock lock(&mutex_);
     std::vector<std::shared_ptr<Flight>> on_link;
@@ -360,13 +364,15 @@ void DataPath::OnLinkBroken(WorkerLink* link, const absl::Status& status) {
       FailOverLocked(flight, absl::UnavailableError(absl::StrCat(
                                  "worker ", worker_id, " unreachable: ", status.message())));
     }
+    failed_over = on_link.size();
     RetireLinkLocked(link);
     if (stopping_) return;
   }
   // The worker is gone unless the coordinator is draining it (it may exit when done).
   if (rack_.registry->Alive(worker_id) && !rack_.registry->DrainRequested(worker_id)) {
-    std::fprintf(stderr, "worker %s (vm %s) unreachable: %s\n", worker_id.c_str(),
-                 rack_.registry->VmOf(worker_id).c_str(), std::string(status.message()).c_str());
+    std::fprintf(stderr, "worker %s (vm %s) unreachable: %s; %zu requests fail over\n",
+                 worker_id.c_str(), rack_.registry->VmOf(worker_id).c_str(),
+                 std::string(status.message()).c_str(), failed_over);
     OnWorkerDead(worker_id);
   }
   rack_.dispatcher->Wake();

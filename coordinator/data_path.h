@@ -75,6 +75,10 @@ class FlightObserver {
 struct DataPathOptions {
   absl::Duration dispatch_timeout = absl::Seconds(60);  // wait for a replica before UNAVAILABLE
   int max_attempts = 4;                                 // replicas one request may be tried on
+  // A worker whose connection answers no keepalive ping for this long loses its link (and is
+  // declared dead). Set to the heartbeat timeout: on a loaded host a live worker may not run for
+  // seconds, and its link must not be judged faster than its heartbeats.
+  absl::Duration link_silence_timeout = absl::Seconds(3);
 };
 
 class DataPath final : private WorkerLink::Receiver {

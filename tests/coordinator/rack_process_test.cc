@@ -1,7 +1,9 @@
 // The rack as real processes on loopback: rackserve-coordinator and two rackserve-worker processes
 // serving a tiny generated model, driven by a gRPC client. A batch goes through and the audit
 // holds (tokens delivered == the workers' counts); then a worker is killed (SIGKILL) mid-batch and
-// every request still completes with the same greedy output as the undisturbed run.
+// every request still completes with the same greedy output as the undisturbed run; a worker
+// paused for seconds (under the heartbeat timeout) keeps its link.
+#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -62,48 +64,78 @@ v1::RackStats Stats(v1::Rack::Stub& client) {
   return stats;
 }
 
-TEST(RackProcessTest, BatchAuditAndKilledWorker) {
-  const std::string dir = ::testing::TempDir() + "/rackserve_rack_" + std::to_string(getpid());
-  model::RandomModelOptions model_options;
-  model_options.config = *model::PresetModelConfig("tiny");
-  model_options.seed = 3;
-  model_options.with_tokenizer = false;
-  ASSERT_TRUE(model::WriteRandomModel(dir + "/model", model_options).ok());
-  {
-    std::ofstream topology(dir + "/rack.yaml");
-    topology << "model: " << dir << "/model\nvms:\n  - {name: vm0, devices: 1}\n"
-             << "  - {name: vm1, devices: 1}\nlayout: {tp: 1, pp: 1}\n";
+// The coordinator and two one-GPU workers (vm0, vm1) serving a tiny generated model, both
+// replicas ready; everything lives in a temporary directory removed at the end.
+class TwoWorkerRack {
+ public:
+  explicit TwoWorkerRack(const std::string& heartbeat_timeout_s)
+      : dir_(::testing::TempDir() + "/rackserve_rack_" + std::to_string(getpid())) {
+    model::RandomModelOptions model_options;
+    model_options.config = *model::PresetModelConfig("tiny");
+    model_options.seed = 3;
+    model_options.with_tokenizer = false;
+    EXPECT_TRUE(model::WriteRandomModel(dir_ + "/model", model_options).ok());
+    {
+      std::ofstream topology(dir_ + "/rack.yaml");
+      topology << "model: " << dir_ << "/model\nvms:\n  - {name: vm0, devices: 1}\n"
+               << "  - {name: vm1, devices: 1}\nlayout: {tp: 1, pp: 1}\n";
+    }
+    coordinator_ = std::make_unique<Child>(
+        std::vector<std::string>{RACKSERVE_COORDINATOR_BINARY, "--topology", dir_ + "/rack.yaml",
+                                 "--listen", "127.0.0.1:0", "--heartbeat-timeout-s",
+                                 heartbeat_timeout_s, "--queue-limit", "256"},
+        dir_ + "/coordinator.log");
+    const std::string address = coordinator_->WaitListening();
+    if (address.empty()) return;
+    for (const char* vm : {"vm0", "vm1"}) {
+      workers_.push_back(std::make_unique<Child>(
+          std::vector<std::string>{RACKSERVE_WORKER_BINARY, "--coordinator", address, "--vm", vm,
+                                   "--model", dir_ + "/model", "--devices", "1", "--threads", "1",
+                                   "--kv-cache-mb", "64"},
+          absl::StrCat(dir_, "/", vm, ".log")));
+    }
+    client_ = v1::Rack::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+    // Both replicas up (bounded wait).
+    for (const absl::Time deadline = absl::Now() + kWait; !ready_ && absl::Now() < deadline;) {
+      grpc::ClientContext context;
+      v1::Topology topology;
+      ready_ = client_->GetTopology(&context, v1::TopologyRequest(), &topology).ok() &&
+               topology.replicas_size() == 2 && topology.replicas(0).state() == "ready" &&
+               topology.replicas(1).state() == "ready";
+      if (!ready_) absl::SleepFor(absl::Milliseconds(50));
+    }
   }
-  Child coordinator({RACKSERVE_COORDINATOR_BINARY, "--topology", dir + "/rack.yaml", "--listen",
-                     "127.0.0.1:0", "--heartbeat-timeout-s", "2", "--queue-limit", "256"},
-                    dir + "/coordinator.log");
-  const std::string address = coordinator.WaitListening();
-  ASSERT_FALSE(address.empty()) << coordinator.Log();
-  std::vector<std::unique_ptr<Child>> workers;
-  for (const char* vm : {"vm0", "vm1"}) {
-    workers.push_back(std::make_unique<Child>(
-        std::vector<std::string>{RACKSERVE_WORKER_BINARY, "--coordinator", address, "--vm", vm,
-                                 "--model", dir + "/model", "--devices", "1", "--threads", "1",
-                                 "--kv-cache-mb", "64"},
-        absl::StrCat(dir, "/", vm, ".log")));
+  ~TwoWorkerRack() {
+    workers_.clear();
+    coordinator_.reset();
+    std::error_code ignored;
+    std::filesystem::remove_all(dir_, ignored);
   }
-  auto client = v1::Rack::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
-  // Both replicas up (bounded wait).
-  const absl::Time deadline = absl::Now() + kWait;
-  bool ready = false;
-  while (!ready && absl::Now() < deadline) {
-    grpc::ClientContext context;
-    v1::Topology topology;
-    ready = client->GetTopology(&context, v1::TopologyRequest(), &topology).ok() &&
-            topology.replicas_size() == 2 && topology.replicas(0).state() == "ready" &&
-            topology.replicas(1).state() == "ready";
-    if (!ready) absl::SleepFor(absl::Milliseconds(50));
-  }
-  ASSERT_TRUE(ready) << coordinator.Log() << workers[0]->Log() << workers[1]->Log();
 
+  bool ready() const { return ready_; }
+  v1::Rack::Stub& client() { return *client_; }
+  Child& worker(int i) { return *workers_[i]; }
+  std::string Logs() const {
+    std::string logs = coordinator_->Log();
+    for (const auto& worker : workers_) logs += worker->Log();
+    return logs;
+  }
+  std::string CoordinatorLog() const { return coordinator_->Log(); }
+
+ private:
+  const std::string dir_;
+  std::unique_ptr<Child> coordinator_;
+  std::vector<std::unique_ptr<Child>> workers_;
+  std::unique_ptr<v1::Rack::Stub> client_;
+  bool ready_ = false;
+};
+
+TEST(RackProcessTest, BatchAuditAndKilledWorker) {
+  TwoWorkerRack rack("2");
+  ASSERT_TRUE(rack.ready()) << rack.Logs();
   constexpr int kRequests = 24;
   constexpr int64_t kMaxNew = 160;
-  const std::vector<std::vector<int32_t>> undisturbed = RunBatch(*client, kRequests, kMaxNew);
+  const std::vector<std::vector<int32_t>> undisturbed = RunBatch(rack.client(), kRequests, kMaxNew);
   int64_t tokens = 0;
   for (const auto& t : undisturbed) {
     EXPECT_EQ(static_cast<int64_t>(t.size()), kMaxNew);
@@ -112,7 +144,7 @@ TEST(RackProcessTest, BatchAuditAndKilledWorker) {
   // The audit: once the heartbeats catch up, the workers' counts equal the delivered tokens.
   v1::RackStats stats;
   for (absl::Time until = absl::Now() + absl::Seconds(10); absl::Now() < until;) {
-    stats = Stats(*client);
+    stats = Stats(rack.client());
     if (stats.worker_generated_tokens_total() == tokens) break;
     absl::SleepFor(absl::Milliseconds(50));
   }
@@ -123,21 +155,49 @@ TEST(RackProcessTest, BatchAuditAndKilledWorker) {
   std::atomic<bool> batch_done = false, killed_mid_batch = false;
   std::thread killer([&] {
     for (absl::Time until = absl::Now() + kWait; absl::Now() < until;) {
-      if (Stats(*client).rack().generated_tokens_total() >= tokens + tokens / 10) break;
+      if (Stats(rack.client()).rack().generated_tokens_total() >= tokens + tokens / 10) break;
       absl::SleepFor(absl::Milliseconds(5));
     }
-    workers[0]->Kill();
+    rack.worker(0).Kill();
     killed_mid_batch = !batch_done;
   });
-  const std::vector<std::vector<int32_t>> disturbed = RunBatch(*client, kRequests, kMaxNew);
+  const std::vector<std::vector<int32_t>> disturbed = RunBatch(rack.client(), kRequests, kMaxNew);
   batch_done = true;
   killer.join();
   EXPECT_TRUE(killed_mid_batch);
   for (int i = 0; i < kRequests; ++i) {
     EXPECT_EQ(disturbed[i], undisturbed[i]) << "request " << i;
   }
-  std::error_code ignored;
-  std::filesystem::remove_all(dir, ignored);
+}
+
+// A worker that does not run for longer than its link's old fixed keepalive window (1 s ping +
+// 2 s) but less than the heartbeat timeout — a loaded host, a debugger, a VM paused — keeps its
+// link: nothing is declared dead or fails over, and the batch it holds completes.
+TEST(RackProcessTest, PausedWorkerKeepsItsLink) {
+  TwoWorkerRack rack("10");
+  ASSERT_TRUE(rack.ready()) << rack.Logs();
+  constexpr int kRequests = 24;
+  constexpr int64_t kMaxNew = 160;
+  std::atomic<bool> batch_done = false, paused_mid_batch = false;
+  std::thread pauser([&] {
+    // Paused once every request has its first token (the rest come with each request's end),
+    // so the link carries requests in flight.
+    for (absl::Time until = absl::Now() + kWait; absl::Now() < until;) {
+      if (Stats(rack.client()).rack().generated_tokens_total() >= kRequests) break;
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+    rack.worker(0).Signal(SIGSTOP);
+    paused_mid_batch = !batch_done;
+    absl::SleepFor(absl::Seconds(4));
+    rack.worker(0).Signal(SIGCONT);
+  });
+  const std::vector<std::vector<int32_t>> out = RunBatch(rack.client(), kRequests, kMaxNew);
+  batch_done = true;
+  pauser.join();
+  EXPECT_TRUE(paused_mid_batch);
+  for (const std::vector<int32_t>& tokens : out) EXPECT_EQ(tokens.size(), kMaxNew);
+  EXPECT_THAT(rack.CoordinatorLog(), ::testing::Not(::testing::HasSubstr("unreachable")));
+  EXPECT_THAT(rack.CoordinatorLog(), ::testing::Not(::testing::HasSubstr("declared dead")));
 }
 
 }  // namespace

@@ -264,9 +264,14 @@ void ReplicaHost::Admit(std::deque<Queued> queued, std::vector<SubmissionId> can
                           q.request.resume_tokens.end());
     request.sampling = q.request.sampling;
     request.step_offset = resumed;
+    const auto [it, inserted] = active_.try_emplace(q.submission);
+    RS_CHECK(inserted);  // submission ids are never reused
+    Active& active = it->second;
+    request.caller_tag = reinterpret_cast<uintptr_t>(&active);
     const int64_t prompt_tokens = static_cast<int64_t>(q.request.prompt.size());
     const absl::Status s = engine_->Submit(std::move(request));
     if (!s.ok()) {
+      active_.erase(it);
       // Validate() mirrors the engine's checks, so this is a rare disagreement: report it.
       std::deque<Queued> rejected;
       rejected.push_back(std::move(q));
@@ -277,7 +282,6 @@ void ReplicaHost::Admit(std::deque<Queued> queued, std::vector<SubmissionId> can
       std::lock_guard<std::mutex> lock(mu_);
       counters_.prompt_tokens += prompt_tokens;
     }
-    Active& active = active_[q.submission];
     active.next_index = resumed;
     active.prompt_tokens = prompt_tokens;
     active.receiver = std::move(q.receiver);
@@ -305,9 +309,8 @@ absl::Status ReplicaHost::RunStep() {
   tokens_.clear();
   for (const engine::TokenEvent& e : *events) {
     if (outgoing_.empty() || outgoing_.back().id != e.id) {
-      auto it = active_.find(e.id);
-      RS_CHECK(it != active_.end());
-      outgoing_.push_back(Outgoing{e.id, &it->second, tokens_.size(), tokens_.size()});
+      auto* active = reinterpret_cast<Active*>(static_cast<uintptr_t>(e.caller_tag));
+      outgoing_.push_back(Outgoing{e.id, active, tokens_.size(), tokens_.size()});
     }
     Outgoing& out = outgoing_.back();
     if (e.token >= 0) {

@@ -52,6 +52,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/node_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -173,8 +174,8 @@ class ReplicaHost {
     ReplicaRequest request;
     Receiver receiver;
   };
-  // A request in the engine, whose RequestId is its SubmissionId; step thread only. The fields
-  // each step reads come first, next to the key in active_'s slot.
+  // A request in the engine, whose RequestId is its SubmissionId and whose caller_tag is the
+  // Active's address (a step reaches it from an event without a lookup); step thread only.
   struct Active {
     int64_t next_index = 0;  // index of the next token to deliver
     int64_t prompt_tokens = 0;
@@ -188,7 +189,7 @@ class ReplicaHost {
   // One request's chunk of the current step; its tokens are tokens_[begin, end).
   struct Outgoing {
     engine::RequestId id = 0;
-    Active* active = nullptr;  // into active_, stable until the step's erasures
+    Active* active = nullptr;  // in active_, until the step's erasures
     size_t begin = 0;
     size_t end = 0;
     sampling::FinishReason finish = sampling::FinishReason::kNone;
@@ -239,8 +240,9 @@ class ReplicaHost {
   // When the step thread started waiting for work, while it waits; guarded by mu_.
   std::optional<std::chrono::steady_clock::time_point> idle_since_;
 
-  // Step thread only. Nothing is inserted during RunStep(), so Outgoing may point into it.
-  absl::flat_hash_map<engine::RequestId, Active> active_;
+  // Step thread only. Node-based: an Active stays where it is until erased (engine events and
+  // Outgoing point to it).
+  absl::node_hash_map<engine::RequestId, Active> active_;
   std::vector<Outgoing> outgoing_;  // the current step's chunks, in event order
   std::vector<int32_t> tokens_;     // their tokens
   std::vector<SinkBatch> batches_;  // the current step's StepSinks; first num_batches_ in use

@@ -121,29 +121,48 @@ absl::Status Engine::ValidateRequest(const Request& request) const {
 
 absl::Status Engine::Submit(Request request) {
   RS_RETURN_IF_ERROR(ValidateRequest(request));
-  if (requests_.contains(request.id)) {
+  if (index_of_.contains(request.id)) {
     return absl::AlreadyExistsError(absl::StrCat("request ", request.id, " is already in flight"));
   }
   InFlight state;
+  state.caller_tag = request.caller_tag;
   state.sampling = std::move(request.sampling);
   state.return_logits = request.return_logits;
   state.step_offset = request.step_offset;
   const int64_t len = static_cast<int64_t>(request.prompt.size());
   state.max_new_tokens = std::min(state.sampling.max_new_tokens - state.step_offset,
                                   config().max_position_embeddings - len);
-  RS_RETURN_IF_ERROR(scheduler_.Add(request.id, std::move(request.prompt), state.max_new_tokens));
-  requests_.emplace(request.id, std::move(state));
+  const auto index =
+      static_cast<uint32_t>(free_indices_.empty() ? in_flight_.size() : free_indices_.back());
+  RS_RETURN_IF_ERROR(
+      scheduler_.Add(request.id, std::move(request.prompt), state.max_new_tokens, index));
+  if (index == in_flight_.size()) {
+    in_flight_.push_back(std::move(state));
+  } else {
+    free_indices_.pop_back();
+    in_flight_[index] = std::move(state);
+  }
+  index_of_.emplace(request.id, index);
   return absl::OkStatus();
 }
 
+void Engine::Release(RequestId id, uint32_t index) {
+  index_of_.erase(id);
+  in_flight_[index] = InFlight();
+  free_indices_.push_back(index);
+}
+
 absl::Status Engine::Cancel(RequestId id) {
-  if (!requests_.contains(id)) {
+  auto it = index_of_.find(id);
+  if (it == index_of_.end()) {
     return absl::NotFoundError(absl::StrCat("request ", id, " is not in flight"));
   }
+  const uint32_t index = it->second;
   RS_RETURN_IF_ERROR(scheduler_.Remove(id));
-  requests_.erase(id);
   TokenEvent event;
   event.id = id;
+  event.caller_tag = in_flight_[index].caller_tag;
+  Release(id, index);
   event.finish = sampling::FinishReason::kCancelled;
   pending_.push_back(std::move(event));
   return absl::OkStatus();
@@ -209,11 +228,13 @@ absl::StatusOr<std::vector<TokenEvent>> Engine::Step(StepStats* stats) {
     for (const scheduler::ScheduledChunk& sc : plan.chunks) {
       if (!sc.samples) continue;
       const RequestId id = sc.seq->id;
-      const InFlight& state = requests_.at(id);
+      const uint32_t in_flight_index = sc.seq->owner_index;
+      const InFlight& state = in_flight_[in_flight_index];
       const int64_t generated = static_cast<int64_t>(sc.seq->tokens.size()) - sc.seq->prompt_len;
       const int64_t index = state.step_offset + generated;
       TokenEvent event;
       event.id = id;
+      event.caller_tag = state.caller_tag;
       event.index = index;
       if (produces_tokens) {
         event.token = tokens[row];
@@ -231,7 +252,7 @@ absl::StatusOr<std::vector<TokenEvent>> Engine::Step(StepStats* stats) {
       scheduler_.AppendToken(sc, event.token);
       if (event.finish != sampling::FinishReason::kNone) {
         RS_RETURN_IF_ERROR(scheduler_.Remove(id));
-        requests_.erase(id);
+        Release(id, in_flight_index);  // `state` is reset: not read below
       }
       ++local.generated_tokens;
       events.push_back(std::move(event));

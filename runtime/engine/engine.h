@@ -51,10 +51,14 @@ struct Request {
   // draws and TokenEvent.index count from it, and sampling.max_new_tokens counts them too, so
   // the continuation equals an uninterrupted run. In [0, sampling.max_new_tokens).
   int64_t step_offset = 0;
+  // Opaque to the engine: every TokenEvent of the request carries it (the caller's handle on its
+  // own per-request state, reached without a lookup per token).
+  uint64_t caller_tag = 0;
 };
 
 struct TokenEvent {
   RequestId id = 0;
+  uint64_t caller_tag = 0;  // the request's Request::caller_tag
   int32_t token = -1;  // the generated token; -1 for an event that only ends the request
   int64_t index = -1;  // index of the token among the request's generated tokens
   sampling::FinishReason finish = sampling::FinishReason::kNone;
@@ -118,12 +122,13 @@ class Engine {
   absl::StatusOr<std::vector<TokenEvent>> Step(StepStats* stats = nullptr);
 
   bool has_work() const;
-  int64_t num_in_flight() const { return static_cast<int64_t>(requests_.size()); }
+  int64_t num_in_flight() const { return static_cast<int64_t>(index_of_.size()); }
   const model::ModelConfig& config() const { return runner_->config(); }
   const kv::KvCacheConfig& kv_config() const { return kv_; }
 
  private:
   struct InFlight {
+    uint64_t caller_tag = 0;
     sampling::SamplingParams sampling;
     bool return_logits = false;
     int64_t max_new_tokens = 0;  // tokens left to generate here, clipped to the context
@@ -134,13 +139,19 @@ class Engine {
   absl::Status ValidateRequest(const Request& request) const;
   // INTERNAL unless a token-producing runner returned one in-vocabulary token per sampling chunk.
   absl::Status CheckRunnerTokens(std::span<const int32_t> tokens, int64_t num_sampling) const;
+  // Forgets the request `id` kept at in_flight_[index]; the index is reused.
+  void Release(RequestId id, uint32_t index);
 
   std::unique_ptr<base::ThreadPool> pool_;  // before runner_: the runner may use it
   std::unique_ptr<ModelRunner> runner_;
   kv::KvCacheConfig kv_;
   kv::BlockAllocator allocator_;
   scheduler::Scheduler scheduler_;
-  absl::flat_hash_map<RequestId, InFlight> requests_;
+  // Requests in flight at stable indices (their Sequence's owner_index, so a step reaches each
+  // chunk's request without a hash lookup), reused once a request ends.
+  std::vector<InFlight> in_flight_;
+  std::vector<uint32_t> free_indices_;
+  absl::flat_hash_map<RequestId, uint32_t> index_of_;
   std::vector<TokenEvent> pending_;  // final events of cancelled requests, sent by the next Step
 };
 

@@ -45,7 +45,8 @@ Scheduler::~Scheduler() {
   for (auto& [id, seq] : sequences_) allocator_->ReleaseAll(seq->block_table);
 }
 
-absl::Status Scheduler::Add(RequestId id, std::vector<int32_t> prompt, int64_t max_new_tokens) {
+absl::Status Scheduler::Add(RequestId id, std::vector<int32_t> prompt, int64_t max_new_tokens,
+                            uint32_t owner_index) {
   if (sequences_.contains(id)) {
     return absl::AlreadyExistsError(absl::StrCat("request ", id, " is already scheduled"));
   }
@@ -76,6 +77,7 @@ absl::Status Scheduler::Add(RequestId id, std::vector<int32_t> prompt, int64_t m
   seq->prompt_len = prompt_len;
   seq->max_new_tokens = max_new_tokens;
   seq->arrival = next_arrival_++;
+  seq->owner_index = owner_index;
   waiting_.push_back(seq.get());  // the latest arrival
   sequences_.emplace(id, std::move(seq));
   return absl::OkStatus();

@@ -60,8 +60,10 @@ class Scheduler {
   // prompt, max_new_tokens < 1, a sequence whose whole KV (prompt + max_new_tokens positions)
   // cannot fit in the cache even alone, or (without chunked prefill) one whose
   // prompt + max_new_tokens exceeds max_tokens_per_step, since a recompute after preemption must
-  // fit in one step.
-  absl::Status Add(RequestId id, std::vector<int32_t> prompt, int64_t max_new_tokens);
+  // fit in one step. `owner_index` is stored in the Sequence for the caller
+  // (Sequence::owner_index).
+  absl::Status Add(RequestId id, std::vector<int32_t> prompt, int64_t max_new_tokens,
+                   uint32_t owner_index = 0);
 
   // Plans the next step (see the file comment). An empty plan when nothing can run.
   StepPlan Schedule();

@@ -28,6 +28,9 @@ struct Sequence {
   SequenceState state = SequenceState::kWaiting;
   uint64_t arrival = 0;     // FCFS order, assigned by Scheduler::Add
   int num_preemptions = 0;  // times evicted and sent back to recompute
+  // The index the scheduler's owner keeps the request's own state at (Scheduler::Add's argument):
+  // the owner reaches it from a plan's chunk without a lookup. The scheduler never reads it.
+  uint32_t owner_index = 0;
 
   int64_t num_tokens() const { return static_cast<int64_t>(tokens.size()); }
   int64_t num_generated() const { return num_tokens() - prompt_len; }

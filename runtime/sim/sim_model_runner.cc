@@ -77,8 +77,10 @@ absl::Status SimModelRunner::CheckChunk(size_t index, const engine::BatchChunk& 
                                                    chunk.block_table.size(), " blocks, positions ",
                                                    "[0, ", end, ") need ", needed));
   }
-  // Only the blocks this chunk writes: earlier ones were checked when their positions were written.
-  for (int64_t b = chunk.start / kv_.block_size; b < needed; ++b) {
+  // Only the blocks whose first position this chunk writes: a block's later positions follow its
+  // first into the same block (a sequence's blocks change only by preemption, whose recompute
+  // starts again at position 0), so each block is checked once, not at every decode step.
+  for (int64_t b = (chunk.start + kv_.block_size - 1) / kv_.block_size; b < needed; ++b) {
     const int32_t block = chunk.block_table[b];
     if (block < 0 || block >= kv_.num_blocks) {
       return absl::InvalidArgumentError(absl::StrCat("chunk ", index, ": block_table[", b,

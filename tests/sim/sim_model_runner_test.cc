@@ -152,6 +152,13 @@ TEST(SimModelRunnerTest, MalformedBatchIsInvalidArgumentNamingCulprit) {
   s = f.runner->ForwardTokens(chunks, &tokens);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(s.message(), HasSubstr("block_table[0] = 64"));
+
+  // A decode step entering a new block (position 16 is block 1's first).
+  const std::vector<int32_t> second_outside = {0, -1};
+  chunks = {{ok, 16, second_outside, true}};
+  s = f.runner->ForwardTokens(chunks, &tokens);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("block_table[1] = -1"));
   EXPECT_EQ(f.runner->num_steps(), 0);
 }
 

@@ -368,13 +368,15 @@ void DataPath::OnLinkBroken(WorkerLink* link, const absl::Status& status) {
     RetireLinkLocked(link);
     if (stopping_) return;
   }
-  // The worker is gone unless the coordinator is draining it (it may exit when done).
-  if (rack_.registry->Alive(worker_id) && !rack_.registry->DrainRequested(worker_id)) {
+  // The worker is gone unless the coordinator is draining it (it may exit when done), or was
+  // declared dead already (its heartbeats stopped first).
+  const bool gone = rack_.registry->Alive(worker_id) && !rack_.registry->DrainRequested(worker_id);
+  if (gone || failed_over > 0) {
     std::fprintf(stderr, "worker %s (vm %s) unreachable: %s; %zu requests fail over\n",
                  worker_id.c_str(), rack_.registry->VmOf(worker_id).c_str(),
                  std::string(status.message()).c_str(), failed_over);
-    OnWorkerDead(worker_id);
   }
+  if (gone) OnWorkerDead(worker_id);
   rack_.dispatcher->Wake();
 }
 

@@ -10,6 +10,8 @@ namespace {
 // Most bytes of submissions sent in one ServeInbound (prompts can be long); the rest waits for
 // the next Write. Well under gRPC's default 4 MiB message limit.
 constexpr size_t kMaxInboundBytes = 1 << 20;
+// How long the reader waits for the writer to notice the call ended before cancelling it.
+constexpr absl::Duration kWriterGrace = absl::Seconds(1);
 
 bool HasWork(const v1::ServeInbound& inbound) {
   return inbound.submit_size() > 0 || inbound.cancel_size() > 0;
@@ -89,10 +91,15 @@ void WorkerLink::ReadLoop() {
   v1::ServeOutbound outbound;
   while (stream_->Read(&outbound)) receiver_->OnOutbound(this, outbound);
   {
+    // Read fails only once the call is over, and then a Write in flight fails by itself.
+    // Cancelling at once would replace the worker's status (the reason the link broke) with
+    // CANCELLED: only a writer still stuck after kWriterGrace is cancelled out of its Write.
     absl::MutexLock lock(&mutex_);
     broken_ = true;
-    context_.TryCancel();
-    mutex_.Await(absl::Condition(&writer_done_));
+    if (!mutex_.AwaitWithTimeout(absl::Condition(&writer_done_), kWriterGrace)) {
+      context_.TryCancel();
+      mutex_.Await(absl::Condition(&writer_done_));
+    }
   }
   writer_.join();
   const grpc::Status status = stream_->Finish();

@@ -20,8 +20,7 @@ namespace {
 // kKeepaliveTimeMs + the link silence timeout even when its heartbeats are not the signal. (The
 // worker's server must accept pings this often: GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_
 // DATA_MS <= kKeepaliveTimeMs and GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, else it answers with
-// GOAWAY "too_many_pings".) A ping unanswered in time closes the connection: the link's stream
-// ends CANCELLED.
+// GOAWAY "too_many_pings".) A ping unanswered in time closes the connection, and the link breaks.
 constexpr int kKeepaliveTimeMs = 1000;
 // How often the redispatch thread destroys retired links when it has nothing else to do.
 constexpr absl::Duration kRedispatchPoll = absl::Milliseconds(100);

@@ -1,8 +1,9 @@
 // LiveRackTest: a test fixture running a rack as real processes on loopback — rackserve-coordinator
 // (gRPC and HTTP on free ports) and one rackserve-worker per VM serving a tiny generated model —
 // plus steady client traffic on demand (threads submitting batches with ignore_eos until
-// stopped). For the observability tests (Prometheus scrape, dashboard in Chromium). The test
-// binary defines RACKSERVE_COORDINATOR_BINARY and RACKSERVE_WORKER_BINARY.
+// stopped). For the process tests (failover, paused workers) and the observability tests
+// (Prometheus scrape, dashboard in Chromium). The test binary defines
+// RACKSERVE_COORDINATOR_BINARY and RACKSERVE_WORKER_BINARY.
 #pragma once
 
 #include <unistd.h>
@@ -33,6 +34,9 @@ class LiveRackTest : public ::testing::Test {
   static constexpr int kVms = 2;
   static constexpr absl::Duration kWait = absl::Seconds(40);
 
+  // Flags the coordinator gets besides the topology and its addresses (a fixture's own).
+  virtual std::vector<std::string> CoordinatorFlags() const { return {}; }
+
   void SetUp() override {
     dir_ = ::testing::TempDir() + "/rackserve_live_rack_" + std::to_string(getpid());
     model::RandomModelOptions model_options;
@@ -46,10 +50,15 @@ class LiveRackTest : public ::testing::Test {
       for (int v = 0; v < kVms; ++v) topology << "  - {name: vm" << v << ", devices: 1}\n";
       topology << "layout: {tp: 1, pp: 1}\n";
     }
-    coordinator_ = std::make_unique<Child>(
-        std::vector<std::string>{RACKSERVE_COORDINATOR_BINARY, "--topology", dir_ + "/rack.yaml",
-                                 "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"},
-        dir_ + "/coordinator.log");
+    std::vector<std::string> command = {RACKSERVE_COORDINATOR_BINARY,
+                                        "--topology",
+                                        dir_ + "/rack.yaml",
+                                        "--listen",
+                                        "127.0.0.1:0",
+                                        "--http-listen",
+                                        "127.0.0.1:0"};
+    for (const std::string& flag : CoordinatorFlags()) command.push_back(flag);
+    coordinator_ = std::make_unique<Child>(command, dir_ + "/coordinator.log");
     grpc_address_ = coordinator_->WaitListening();
     ASSERT_FALSE(grpc_address_.empty()) << coordinator_->Log();
     http_address_ = coordinator_->WaitForLine("http on ");
@@ -120,7 +129,7 @@ class LiveRackTest : public ::testing::Test {
     traffic_.clear();
   }
 
-  v1::RackStats Stats() {
+  v1::RackStats Stats() const {
     grpc::ClientContext context;
     v1::RackStats stats;
     EXPECT_TRUE(client_->GetStats(&context, v1::StatsRequest(), &stats).ok());

@@ -1,8 +1,9 @@
-// sim_gpu_bench: the simulated GPUs on the MLPerf-like offline workload, in virtual time — per
-// profile, the modeled generated tok/s of one GPU, the batch size reached, the KV capacity, and
-// the CPU cost per generated token of what a worker spends per simulated GPU.
+// sim_gpu_bench: the simulated GPUs on the MLPerf-like offline workload (in virtual time unless
+// --clock realtime) — per profile, the modeled generated tok/s of one GPU, the batch size reached,
+// the KV capacity, and the CPU cost per generated token of what a worker spends per simulated GPU.
 //
 //   sim_gpu_bench [--profiles gb300,gb200,h200] [--num_prompts 24576] [--seed 0] [--path engine]
+//                 [--clock virtual|realtime] [--speedup 1] [--deliver_at_end]
 // --path engine: the engine alone (scheduler, KV accounting, batching, stop conditions).
 // --path host: the rack's worker path — every prompt submitted as a v1::ReplicaRequest to a
 //   ServeSession over one ReplicaHost (its step thread drives the engine and delivers to the
@@ -38,6 +39,13 @@ ABSL_FLAG(double, compute_efficiency, 0,
           "overrides the profiles' fitted compute efficiency (for refitting); 0 = keep");
 ABSL_FLAG(std::string, path, "engine",
           "engine: the engine alone; host: ReplicaHost + ServeSession delivery (the worker path)");
+ABSL_FLAG(std::string, clock, "virtual",
+          "virtual: steps take no wall time; realtime: each step sleeps its modeled time, as in a "
+          "worker (cpu_s/Mtok then includes what the sleeps cost the caches)");
+ABSL_FLAG(double, speedup, 1.0, "every modeled step takes 1 / speedup of its time");
+ABSL_FLAG(bool, deliver_at_end, false,
+          "host path: requests hold their tokens after the first until they end, as SubmitBatch's "
+          "requests do (default: every token delivered at its step, as Generate's)");
 
 namespace rackserve::bench {
 namespace {
@@ -100,6 +108,7 @@ HostRunResult RunHostPath(std::unique_ptr<engine::Engine> engine, const sim::Sim
   v1::ReplicaRequest request;
   request.set_replica_id(replica_id);
   request.mutable_sampling()->set_ignore_eos(true);
+  request.set_deliver_at_end(absl::GetFlag(FLAGS_deliver_at_end));
   for (size_t i = 0; i < prompts.size(); ++i) {
     request.set_handle(i + 1);
     request.set_request_id(absl::StrCat("r", i));
@@ -136,6 +145,12 @@ int Main() {
   if (path != "engine" && path != "host") {
     tools::Fail(kTool, absl::StrCat("--path must be engine or host, got '", path, "'"));
   }
+  const std::string clock_name = absl::GetFlag(FLAGS_clock);
+  if (clock_name != "virtual" && clock_name != "realtime") {
+    tools::Fail(kTool, absl::StrCat("--clock must be virtual or realtime, got '", clock_name, "'"));
+  }
+  const sim::ClockMode clock =
+      clock_name == "realtime" ? sim::ClockMode::kRealTime : sim::ClockMode::kVirtual;
   if (path == "host") {
     std::printf("path host: ReplicaHost + ServeSession delivery, all threads counted\n");
     std::printf("%-7s %12s %10s %10s %14s %18s\n", "profile", "tok/s/GPU", "device_s", "steps",
@@ -152,7 +167,8 @@ int Main() {
       profile->compute_efficiency = absl::GetFlag(FLAGS_compute_efficiency);
     }
     options.custom_profile = *profile;
-    options.clock = sim::ClockMode::kVirtual;
+    options.clock = clock;
+    options.speedup = absl::GetFlag(FLAGS_speedup);
     sim::SimModelRunner* runner = nullptr;
     absl::StatusOr<std::unique_ptr<engine::Engine>> engine = sim::CreateSimEngine(options, &runner);
     if (!engine.ok()) tools::Fail(kTool, engine.status().ToString());
@@ -184,6 +200,8 @@ int Main() {
 
 int main(int argc, char** argv) {
   rackserve::tools::ParseCommandLine(
-      argc, argv, "sim_gpu_bench [--profiles a,b] [--num_prompts N] [--path engine|host]");
+      argc, argv,
+      "sim_gpu_bench [--profiles a,b] [--num_prompts N] [--path engine|host] "
+      "[--clock virtual|realtime] [--speedup F]");
   return rackserve::bench::Main();
 }

@@ -264,6 +264,7 @@ void ReplicaHost::Admit(std::deque<Queued> queued, std::vector<SubmissionId> can
                           q.request.resume_tokens.end());
     request.sampling = q.request.sampling;
     request.step_offset = resumed;
+    request.hold_after_first = q.request.deliver_at_end;
     const auto [it, inserted] = active_.try_emplace(q.submission);
     RS_CHECK(inserted);  // submission ids are never reused
     Active& active = it->second;
@@ -286,7 +287,6 @@ void ReplicaHost::Admit(std::deque<Queued> queued, std::vector<SubmissionId> can
     active.prompt_tokens = prompt_tokens;
     active.receiver = std::move(q.receiver);
     active.request_id = q.request.request_id;
-    active.deliver_at_end = q.request.deliver_at_end;
   }
   for (const SubmissionId submission : cancels) {
     auto it = active_.find(submission);
@@ -304,7 +304,7 @@ absl::Status ReplicaHost::RunStep() {
   absl::StatusOr<std::vector<engine::TokenEvent>> events = engine_->Step(&stats);
   if (!events.ok()) return events.status();
   // One chunk per request: the engine emits a request's events of a step consecutively, in index
-  // order (at most a token and its end).
+  // order (at most a token and its end; a deliver_at_end request's end brings its held tokens).
   outgoing_.clear();
   tokens_.clear();
   for (const engine::TokenEvent& e : *events) {
@@ -313,10 +313,9 @@ absl::Status ReplicaHost::RunStep() {
       outgoing_.push_back(Outgoing{e.id, active, tokens_.size(), tokens_.size()});
     }
     Outgoing& out = outgoing_.back();
-    if (e.token >= 0) {
-      tokens_.push_back(e.token);
-      out.end = tokens_.size();
-    }
+    tokens_.insert(tokens_.end(), e.held_tokens.begin(), e.held_tokens.end());
+    if (e.token >= 0) tokens_.push_back(e.token);
+    out.end = tokens_.size();
     if (e.finish != sampling::FinishReason::kNone) out.finish = e.finish;
   }
   int64_t finished_in_batch = 0;  // requests of this step's batch that ended with a token
@@ -332,13 +331,8 @@ absl::Status ReplicaHost::RunStep() {
   for (const Outgoing& out : outgoing_) {
     Active& active = *out.active;
     const bool final = out.finish != sampling::FinishReason::kNone;
-    std::span<const int32_t> tokens =
+    const std::span<const int32_t> tokens =
         std::span<const int32_t>(tokens_).subspan(out.begin, out.end - out.begin);
-    if (active.holding) {
-      active.held.insert(active.held.end(), tokens.begin(), tokens.end());
-      if (!final) continue;
-      tokens = active.held;  // alive until the erasure below
-    }
     ChunkView view;
     view.tag = active.receiver.tag;
     view.token_ids = tokens;
@@ -346,7 +340,6 @@ absl::Status ReplicaHost::RunStep() {
     view.finish = out.finish;
     if (final) view.prompt_tokens = active.prompt_tokens;
     active.next_index += static_cast<int64_t>(tokens.size());
-    if (active.deliver_at_end && !tokens.empty()) active.holding = true;
     handed += static_cast<int64_t>(tokens.size());
     BatchFor(active.receiver.sink.get()).views.push_back(std::move(view));
   }
@@ -389,22 +382,33 @@ void ReplicaHost::HandOne(const Receiver& receiver, const ChunkView& view) {
 }
 
 void ReplicaHost::FailAll(const absl::Status& status) {
-  for (auto& [id, active] : active_) {
-    ChunkView view;
-    view.tag = active.receiver.tag;
-    view.token_ids = active.held;  // held tokens were generated: they go out with the failure
-    view.first_index = active.next_index;
-    view.finish = sampling::FinishReason::kCancelled;
-    view.prompt_tokens = active.prompt_tokens;
-    view.status = status;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      counters_.generated_tokens += static_cast<int64_t>(active.held.size());
-    }
-    Finish(active.request_id);
-    HandOne(active.receiver, view);
+  // Held tokens were generated: they go out with the failure.
+  for (const engine::TokenEvent& e : engine_->CancelAll()) {
+    auto it = active_.find(e.id);
+    if (it == active_.end()) continue;
+    FailOne(it->second, e.held_tokens, status);
+    active_.erase(it);
   }
+  // Requests a failed step left out of the engine's books.
+  for (auto& [id, active] : active_) FailOne(active, {}, status);
   active_.clear();
+}
+
+void ReplicaHost::FailOne(const Active& active, std::span<const int32_t> held,
+                          const absl::Status& status) {
+  ChunkView view;
+  view.tag = active.receiver.tag;
+  view.token_ids = held;
+  view.first_index = active.next_index;
+  view.finish = sampling::FinishReason::kCancelled;
+  view.prompt_tokens = active.prompt_tokens;
+  view.status = status;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    counters_.generated_tokens += static_cast<int64_t>(held.size());
+  }
+  Finish(active.request_id);
+  HandOne(active.receiver, view);
 }
 
 void ReplicaHost::Finish(const std::string& request_id) {

@@ -15,7 +15,8 @@
 // resubmit the same request_id.
 // A deliver_at_end request (its client does not stream tokens) gets at most two chunks: its
 // first step's tokens at once (the first-token time stays exact), then every later token in its
-// final chunk — also when it is cancelled or fails, so no generated token is lost.
+// final chunk — also when it is cancelled or fails, so no generated token is lost. The engine
+// holds them (engine::Request::hold_after_first): no per-token work here.
 // Each Submit() returns a SubmissionId: a cancel that names it never reaches a later submission
 // of the same request_id (the coordinator resubmits an id after failover).
 //
@@ -181,10 +182,7 @@ class ReplicaHost {
     int64_t prompt_tokens = 0;
     Receiver receiver;
     std::string request_id;
-    bool cancelled = false;       // the engine was told to cancel it
-    bool deliver_at_end = false;  // from the request
-    bool holding = false;         // deliver_at_end and its first tokens went out: hold the rest
-    std::vector<int32_t> held;    // generated, not delivered yet (indices from next_index)
+    bool cancelled = false;  // the engine was told to cancel it
   };
   // One request's chunk of the current step; its tokens are tokens_[begin, end).
   struct Outgoing {
@@ -215,6 +213,8 @@ class ReplicaHost {
   absl::Status RunStep();
   // Step thread: ends every active request with `status` (engine failure or shutdown).
   void FailAll(const absl::Status& status);
+  // Hands `active` its final chunk: the `held` tokens and `status`.
+  void FailOne(const Active& active, std::span<const int32_t> held, const absl::Status& status);
   // Step thread: takes the request out of the in-flight set, just before its final chunk.
   void Finish(const std::string& request_id);
   // Takes the request out of the in-flight set; mu_ held.

@@ -111,6 +111,11 @@ absl::Status Engine::ValidateRequest(const Request& request) const {
         "request ", request.id, ": return_logits is not available on this backend (its runner ",
         "produces tokens, not logits)"));
   }
+  if (request.return_logits && request.hold_after_first) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "request ", request.id, ": return_logits needs an event per token; it cannot be combined ",
+        "with hold_after_first"));
+  }
   if (request.step_offset < 0 || request.step_offset >= request.sampling.max_new_tokens) {
     return absl::InvalidArgumentError(absl::StrCat(
         "request ", request.id, ": step_offset = ", request.step_offset, " is outside [0, ",
@@ -128,6 +133,7 @@ absl::Status Engine::Submit(Request request) {
   state.caller_tag = request.caller_tag;
   state.sampling = std::move(request.sampling);
   state.return_logits = request.return_logits;
+  state.hold_after_first = request.hold_after_first;
   state.step_offset = request.step_offset;
   const int64_t len = static_cast<int64_t>(request.prompt.size());
   state.max_new_tokens = std::min(state.sampling.max_new_tokens - state.step_offset,
@@ -158,14 +164,35 @@ absl::Status Engine::Cancel(RequestId id) {
     return absl::NotFoundError(absl::StrCat("request ", id, " is not in flight"));
   }
   const uint32_t index = it->second;
-  RS_RETURN_IF_ERROR(scheduler_.Remove(id));
   TokenEvent event;
   event.id = id;
   event.caller_tag = in_flight_[index].caller_tag;
+  const scheduler::Sequence* seq = scheduler_.Find(id);
+  if (seq != nullptr && in_flight_[index].hold_after_first) {
+    event.held_tokens = HeldTokens(*seq, seq->num_tokens());
+  }
+  RS_RETURN_IF_ERROR(scheduler_.Remove(id));
   Release(id, index);
   event.finish = sampling::FinishReason::kCancelled;
   pending_.push_back(std::move(event));
   return absl::OkStatus();
+}
+
+std::vector<TokenEvent> Engine::CancelAll() {
+  std::vector<RequestId> ids;
+  ids.reserve(index_of_.size());
+  for (const auto& [id, index] : index_of_) ids.push_back(id);
+  // Cancel fails only for an id a failed Step() left half-released: it has nothing to give back.
+  for (const RequestId id : ids) Cancel(id).IgnoreError();
+  std::vector<TokenEvent> events = std::move(pending_);
+  pending_.clear();
+  return events;
+}
+
+std::vector<int32_t> Engine::HeldTokens(const scheduler::Sequence& seq, int64_t end) {
+  const int64_t begin = seq.prompt_len + 1;  // after the first generated token
+  if (end <= begin) return {};
+  return std::vector<int32_t>(seq.tokens.begin() + begin, seq.tokens.begin() + end);
 }
 
 absl::Status Engine::CheckRunnerTokens(std::span<const int32_t> tokens,
@@ -225,7 +252,16 @@ absl::StatusOr<std::vector<TokenEvent>> Engine::Step(StepStats* stats) {
 
     const int64_t vocab = config().vocab_size;
     int64_t row = 0;
-    for (const scheduler::ScheduledChunk& sc : plan.chunks) {
+    // Each chunk reads its request's InFlight and appends to its sequence's tokens: both fetched
+    // a few chunks ahead (Commit brought the Sequence itself), so the cache misses overlap.
+    constexpr size_t kPrefetchAhead = 4;
+    for (size_t c = 0; c < plan.chunks.size(); ++c) {
+      if (c + kPrefetchAhead < plan.chunks.size()) {
+        const scheduler::Sequence* next = plan.chunks[c + kPrefetchAhead].seq;
+        __builtin_prefetch(&in_flight_[next->owner_index]);
+        __builtin_prefetch(next->tokens.data() + next->tokens.size(), /*rw=*/1);
+      }
+      const scheduler::ScheduledChunk& sc = plan.chunks[c];
       if (!sc.samples) continue;
       const RequestId id = sc.seq->id;
       const uint32_t in_flight_index = sc.seq->owner_index;
@@ -250,11 +286,17 @@ absl::StatusOr<std::vector<TokenEvent>> Engine::Step(StepStats* stats) {
         event.finish = sampling::FinishReason::kLength;  // the context is full
       }
       scheduler_.AppendToken(sc, event.token);
-      if (event.finish != sampling::FinishReason::kNone) {
+      ++local.generated_tokens;
+      const bool final = event.finish != sampling::FinishReason::kNone;
+      if (state.hold_after_first) {
+        if (!final && generated > 0) continue;  // held: the final event brings it
+        // Up to the token just appended, which is the event's own.
+        if (final) event.held_tokens = HeldTokens(*sc.seq, sc.seq->num_tokens() - 1);
+      }
+      if (final) {
         RS_RETURN_IF_ERROR(scheduler_.Remove(id));
         Release(id, in_flight_index);  // `state` is reset: not read below
       }
-      ++local.generated_tokens;
       events.push_back(std::move(event));
     }
   }

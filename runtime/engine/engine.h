@@ -4,6 +4,9 @@
 // Usage: Submit() requests, call Step() while has_work(); each Step() returns the tokens it
 // produced (and the final event of each request that ended). Every submitted request ends with
 // exactly one event whose `finish` is not kNone: after its last token, or on Cancel().
+// A request with hold_after_first gets only two events: its first token's, then its final event,
+// which brings every token generated in between (TokenEvent::held_tokens) — no per-token event,
+// and no per-token work for the caller, for clients that take the output at the end.
 // Thread-safety: none; one thread drives an Engine (the worker wraps it with its own queue).
 #pragma once
 
@@ -54,6 +57,9 @@ struct Request {
   // Opaque to the engine: every TokenEvent of the request carries it (the caller's handle on its
   // own per-request state, reached without a lookup per token).
   uint64_t caller_tag = 0;
+  // Emit the first generated token's event, then none until the final event, which carries the
+  // tokens in between (see the top). Not with return_logits.
+  bool hold_after_first = false;
 };
 
 struct TokenEvent {
@@ -63,6 +69,9 @@ struct TokenEvent {
   int64_t index = -1;  // index of the token among the request's generated tokens
   sampling::FinishReason finish = sampling::FinishReason::kNone;
   std::vector<float> logits;  // [vocab], when the request asked for them
+  // The final event of a hold_after_first request only: the tokens generated after its first and
+  // before `token` (all of them when `token` is -1), in order.
+  std::vector<int32_t> held_tokens;
 };
 
 struct StepStats {
@@ -111,13 +120,17 @@ class Engine {
   // Validates and queues a request. INVALID_ARGUMENT naming the field (empty prompt, token outside
   // the vocabulary, prompt not shorter than the context, bad sampling parameter, step_offset
   // outside [0, max_new_tokens), a request that cannot fit in the KV cache even alone,
-  // return_logits on a runner that produces tokens);
+  // return_logits on a runner that produces tokens or with hold_after_first);
   // ALREADY_EXISTS for an id in flight. Nothing changes
   // on error.
   absl::Status Submit(Request request);
   // Ends a request now; its final event (kCancelled) comes with the next Step(). NOT_FOUND for an
   // id not in flight.
   absl::Status Cancel(RequestId id);
+  // Ends every request in flight now, as Cancel() does, and returns at once every final event no
+  // Step() returned yet (earlier cancellations' too), held tokens included: for a caller giving
+  // up on the engine (shutting down, or after Step() failed) without losing a generated token.
+  std::vector<TokenEvent> CancelAll();
   // Runs one batch step. Errors are INTERNAL (a backend failure); the engine is then unusable.
   absl::StatusOr<std::vector<TokenEvent>> Step(StepStats* stats = nullptr);
 
@@ -131,6 +144,7 @@ class Engine {
     uint64_t caller_tag = 0;
     sampling::SamplingParams sampling;
     bool return_logits = false;
+    bool hold_after_first = false;
     int64_t max_new_tokens = 0;  // tokens left to generate here, clipped to the context
     int64_t step_offset = 0;     // Request::step_offset
   };
@@ -141,6 +155,8 @@ class Engine {
   absl::Status CheckRunnerTokens(std::span<const int32_t> tokens, int64_t num_sampling) const;
   // Forgets the request `id` kept at in_flight_[index]; the index is reused.
   void Release(RequestId id, uint32_t index);
+  // seq's generated tokens after the first, up to (not including) position `end` of seq.tokens.
+  static std::vector<int32_t> HeldTokens(const scheduler::Sequence& seq, int64_t end);
 
   std::unique_ptr<base::ThreadPool> pool_;  // before runner_: the runner may use it
   std::unique_ptr<ModelRunner> runner_;

@@ -18,7 +18,9 @@ enum class SequenceState {
   kRunning,  // admitted: in the running batch, holding the blocks of its computed positions
 };
 
-struct Sequence {
+// Cache-line aligned: a step reads every field but `arrival` of each sequence in its batch, and a
+// sequence then spans exactly two lines (see Scheduler::Commit's prefetch).
+struct alignas(64) Sequence {
   RequestId id = 0;
   std::vector<int32_t> tokens;       // prompt, then generated tokens
   int64_t prompt_len = 0;            // > 0

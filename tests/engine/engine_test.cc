@@ -26,6 +26,7 @@ struct Completion {
   std::vector<int32_t> tokens;
   sampling::FinishReason finish = sampling::FinishReason::kNone;
   std::vector<std::vector<float>> logits;
+  int events = 0;
 };
 
 std::string MakeModel(const std::string& name, model::ModelConfig config,
@@ -77,6 +78,8 @@ std::map<RequestId, Completion> RunAll(Engine& engine, std::vector<Request> requ
     for (TokenEvent& e : *events) {
       Completion& c = out[e.id];
       EXPECT_EQ(c.finish, sampling::FinishReason::kNone) << "event after the end of " << e.id;
+      ++c.events;
+      c.tokens.insert(c.tokens.end(), e.held_tokens.begin(), e.held_tokens.end());
       if (e.token >= 0) {
         EXPECT_EQ(e.index, static_cast<int64_t>(c.tokens.size()));
         c.tokens.push_back(e.token);
@@ -293,6 +296,63 @@ TEST_F(EngineBatchTest, CancelEndsARequestWithOneFinalEvent) {
   EXPECT_EQ(engine->num_in_flight(), 0);
 }
 
+// hold_after_first: two events per request (its first token, then the end with every token in
+// between), the same tokens as one event per token — in a batch, and after preemption.
+TEST_F(EngineBatchTest, HoldAfterFirstGivesTheSameTokensInTwoEvents) {
+  std::vector<Request> held = MixedRequests();
+  for (Request& r : held) r.hold_after_first = true;
+  const std::map<RequestId, Completion> alone = Alone();
+  auto engine = LoadOrDie(*dir_);
+  const std::map<RequestId, Completion> batched = RunAll(*engine, held);
+  ExpectSameTokens(alone, batched);
+  for (const auto& [id, c] : batched) EXPECT_EQ(c.events, 2) << "request " << id;
+
+  EngineOptions small_cache;
+  small_cache.kv_block_size = 4;
+  small_cache.kv_num_blocks = 20;
+  auto preempting = LoadOrDie(*dir_, small_cache);
+  int64_t preempted = 0;
+  ExpectSameTokens(alone, RunAll(*preempting, held, &preempted));
+  EXPECT_GT(preempted, 0);
+}
+
+// CancelAll ends every request at once: the one already cancelled and those still running each
+// get one final event, a held request's with the tokens it generated after its first.
+TEST_F(EngineBatchTest, CancelAllEndsEveryRequestWithItsHeldTokens) {
+  auto engine = LoadOrDie(*dir_);
+  std::mt19937_64 rng(6);
+  std::vector<Request> requests;
+  for (RequestId id = 1; id <= 3; ++id) {
+    requests.push_back(Greedy(id, RandomPrompt(rng, 4 + id, 512), 40));
+    requests.back().hold_after_first = id != 3;
+  }
+  const Completion full_1 = RunAll(*LoadOrDie(*dir_), {requests[0]})[1];
+  for (const Request& r : requests) ASSERT_TRUE(engine->Submit(r).ok());
+  std::map<RequestId, std::vector<int32_t>> streamed;  // the tokens of per-step events
+  for (int step = 0; step < 6; ++step) {
+    auto events = engine->Step();
+    ASSERT_TRUE(events.ok()) << events.status();
+    for (const TokenEvent& e : *events) streamed[e.id].push_back(e.token);
+  }
+  EXPECT_EQ(streamed[1].size(), 1u);  // held after its first
+  EXPECT_EQ(streamed[3].size(), 6u);
+  ASSERT_TRUE(engine->Cancel(2).ok());
+  std::map<RequestId, TokenEvent> finals;
+  for (TokenEvent& e : engine->CancelAll()) {
+    EXPECT_FALSE(finals.contains(e.id)) << e.id;
+    EXPECT_EQ(e.finish, sampling::FinishReason::kCancelled) << e.id;
+    finals[e.id] = std::move(e);
+  }
+  ASSERT_EQ(finals.size(), 3u);
+  EXPECT_EQ(finals[1].held_tokens,
+            std::vector<int32_t>(full_1.tokens.begin() + 1, full_1.tokens.begin() + 6));
+  EXPECT_EQ(finals[2].held_tokens.size(), 5u);
+  EXPECT_TRUE(finals[3].held_tokens.empty());
+  EXPECT_FALSE(engine->has_work());
+  EXPECT_EQ(engine->num_in_flight(), 0);
+  EXPECT_TRUE(engine->CancelAll().empty());
+}
+
 // Failover: a request resumed with its first k tokens as prompt suffix and step_offset = k
 // continues exactly as the uninterrupted run (greedy and seeded sampling), indices from k.
 TEST_F(EngineBatchTest, ResumedRequestContinuesTheUninterruptedRun) {
@@ -350,6 +410,10 @@ TEST_F(EngineBatchTest, BadRequestsAreRejectedAndChangeNothing) {
   Request all_resumed = Greedy(11, {5, 6, 7}, 2);
   all_resumed.step_offset = 2;
   expect(all_resumed, absl::StatusCode::kInvalidArgument, "step_offset = 2");
+  Request logits_held = Greedy(13, {5, 6}, 2);
+  logits_held.return_logits = true;
+  logits_held.hold_after_first = true;
+  expect(logits_held, absl::StatusCode::kInvalidArgument, "hold_after_first");
   Request negative_offset = Greedy(12, {5, 6}, 2);
   negative_offset.step_offset = -1;
   expect(negative_offset, absl::StatusCode::kInvalidArgument, "step_offset = -1");

@@ -451,16 +451,20 @@ TEST(ReplicaHostTest, ConcurrentLateCancelsOnlyEndTheirOwnSubmission) {
   }
 }
 
-// An engine that fails ends its requests UNAVAILABLE (so the coordinator fails them over), then
-// advertises no credit and refuses new requests, naming the replica and the original failure.
+// An engine that fails ends its requests UNAVAILABLE (so the coordinator fails them over), a
+// deliver_at_end request with the tokens it held, then advertises no credit and refuses new
+// requests, naming the replica and the original failure.
 TEST(ReplicaHostTest, FailedEngineEndsItsRequestsUnavailableAndTakesNoMore) {
   auto host = testing::LoadFailingHost("r0", testing::TinyModelDir(), /*fail_at=*/30, Options());
   ASSERT_TRUE(host.ok()) << host.status();
   std::mt19937_64 rng(8);
   const auto collector = std::make_shared<Collector>();
-  for (const char* id : {"f1", "f2"}) {
-    ASSERT_TRUE(
-        (*host)->Submit(Request(id, RandomPrompt(rng, 9), 50), collector, collector->Tag(id)).ok());
+  std::vector<ReplicaRequest> requests = {Request("f1", RandomPrompt(rng, 9), 50),
+                                          Request("f2", RandomPrompt(rng, 9), 50)};
+  requests[1].deliver_at_end = true;
+  const std::vector<int32_t> held_expected = EngineTokens(requests[1]);
+  for (const ReplicaRequest& request : requests) {
+    ASSERT_TRUE((*host)->Submit(request, collector, collector->Tag(request.request_id)).ok());
   }
   ASSERT_TRUE(collector->WaitFinished(2));
   for (const char* id : {"f1", "f2"}) {
@@ -472,6 +476,11 @@ TEST(ReplicaHostTest, FailedEngineEndsItsRequestsUnavailableAndTakesNoMore) {
     EXPECT_LT(got.tokens.size(), 50u) << id;
   }
   EXPECT_FALSE(collector->Get("f1").tokens.empty());  // it ran before the failure
+  const Collector::Result held = collector->Get("f2");
+  EXPECT_EQ(held.chunks, 2);  // its first token, then the rest with the failure
+  ASSERT_GT(held.tokens.size(), 1u);
+  EXPECT_EQ(held.tokens, std::vector<int32_t>(held_expected.begin(),
+                                              held_expected.begin() + held.tokens.size()));
 
   EXPECT_EQ((*host)->failure().code(), absl::StatusCode::kUnavailable);
   ASSERT_TRUE((*host)->WaitIdle(kWait));

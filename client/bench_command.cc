@@ -3,12 +3,13 @@
 //
 // A LoadGen-style run on the synthetic MLPerf-llama2-like dataset (synthetic_dataset.h), every
 // request greedy with ignore_eos and max_new_tokens = the sample's output length.
-// - offline: every sample submitted at once, round-robin over --streams (default 4) SubmitBatch
-//   streams (the coordinator reads each on one thread). TTFT is the coordinator's (a batch
-//   returns whole completions); latency is measured here.
+// - offline: every sample submitted at once, round-robin over --streams (default 4)
+//   SubmitBatchPacked streams, 64 requests per message (the coordinator reads each stream on one
+//   thread). TTFT is the coordinator's (a batch returns whole completions); latency is measured
+//   here.
 // - server / interactive: Poisson arrivals at --qps, round-robin over the same streams, with
-//   first-token notes; TTFT, TPOT and latency measured here. With --direct the samples go straight to the
-//   workers' Serve streams (direct_workers.h): the baseline for what the coordinator adds.
+//   first-token notes; TTFT, TPOT and latency measured here. With --direct the samples go straight
+//   to the workers' Serve streams (direct_workers.h): the baseline for what the coordinator adds.
 // Prints the summary (loadgen_summary.h) with the rack's own figure from GetStats (before/after
 // deltas per VM) and writes mlperf_log_summary.txt and summary.json to --out-dir. Exit 1 when a
 // sample failed; an INVALID verdict on latency alone still exits 0 (it is a result).
@@ -65,17 +66,18 @@ absl::StatusOr<v1::RackStats> GetStats(RackConnection& rack) {
   return stats;
 }
 
-// The coordinator as a StreamingTarget: `streams` SubmitBatch streams, sample i on stream
+// The coordinator as a StreamingTarget: `streams` SubmitBatchPacked streams, sample i on stream
 // i % streams (the coordinator reads each stream on one thread; several streams feed it
-// faster), a reader thread per stream. With `notify`, every request asks for its first-token
-// note.
+// faster), a reader thread per stream. With `notify` (timed arrivals), every request asks for
+// its first-token note and goes out in a message of its own at once; without (offline), up to
+// kRequestsPerMessage requests share a message.
 class CoordinatorBatch final : public StreamingTarget {
  public:
   CoordinatorBatch(RackConnection& rack, size_t samples, int streams, bool notify)
       : rack_(rack), samples_(samples), notify_(notify), readers_left_(streams) {
     for (int i = 0; i < streams; ++i) {
       auto stream = std::make_unique<Stream>();
-      stream->rw = rack.stub().SubmitBatch(&stream->call);
+      stream->rw = rack.stub().SubmitBatchPacked(&stream->call);
       streams_.push_back(std::move(stream));
     }
     for (const std::unique_ptr<Stream>& stream : streams_) {
@@ -91,13 +93,17 @@ class CoordinatorBatch final : public StreamingTarget {
 
   bool Send(size_t sample, const v1::GenerateRequest& request) override {
     Stream& stream = *streams_[sample % streams_.size()];
-    if (!notify_) return stream.rw->Write(request);
-    v1::GenerateRequest noted = request;
-    noted.set_notify_first_token(true);
-    return stream.rw->Write(noted);
+    v1::GenerateRequest* added = stream.pending.add_requests();
+    *added = request;
+    if (notify_) added->set_notify_first_token(true);
+    if (!notify_ && stream.pending.requests_size() < kRequestsPerMessage) return true;
+    return Flush(stream);
   }
   void DoneSending() override {
-    for (const std::unique_ptr<Stream>& stream : streams_) stream->rw->WritesDone();
+    for (const std::unique_ptr<Stream>& stream : streams_) {
+      Flush(*stream);
+      stream->rw->WritesDone();
+    }
   }
   bool Next(SampleEvent* event) override {
     std::unique_lock<std::mutex> lock(mu_);
@@ -112,7 +118,9 @@ class CoordinatorBatch final : public StreamingTarget {
     for (const std::unique_ptr<Stream>& stream : streams_) {
       if (stream->reader.joinable()) stream->reader.join();
       const grpc::Status status = stream->rw->Finish();
-      if (!status.ok() && first_error.ok()) first_error = rack_.Convert(status, "SubmitBatch");
+      if (!status.ok() && first_error.ok()) {
+        first_error = rack_.Convert(status, "SubmitBatchPacked");
+      }
     }
     return first_error;
   }
@@ -138,30 +146,46 @@ class CoordinatorBatch final : public StreamingTarget {
   }
 
  private:
+  // Offline requests per message: large enough that the per-message cost vanishes, small enough
+  // (~1,000 tokens of prompt each) to stay far below gRPC's 4 MiB message limit.
+  static constexpr int kRequestsPerMessage = 64;
+
   struct Stream {
     grpc::ClientContext call;
-    std::unique_ptr<grpc::ClientReaderWriter<v1::GenerateRequest, v1::Completion>> rw;
+    std::unique_ptr<grpc::ClientReaderWriter<v1::GenerateRequestBatch, v1::CompletionBatch>> rw;
     std::thread reader;
+    v1::GenerateRequestBatch pending;  // not sent yet; the sending thread's only
   };
 
+  // Sends the stream's pending requests (true when there are none).
+  static bool Flush(Stream& stream) {
+    if (stream.pending.requests_size() == 0) return true;
+    const bool sent = stream.rw->Write(stream.pending);
+    stream.pending.Clear();
+    return sent;
+  }
+
   void ReadLoop(Stream* stream) {
-    v1::Completion completion;
-    while (stream->rw->Read(&completion)) {
-      int64_t i = -1;
-      if (!absl::SimpleAtoi(completion.request_id().substr(1), &i) || i < 0 ||
-          i >= static_cast<int64_t>(samples_)) {
-        continue;
+    v1::CompletionBatch batch;
+    while (stream->rw->Read(&batch)) {
+      std::vector<SampleEvent> events;
+      for (const v1::Completion& completion : batch.completions()) {
+        int64_t i = -1;
+        if (!absl::SimpleAtoi(completion.request_id().substr(1), &i) || i < 0 ||
+            i >= static_cast<int64_t>(samples_)) {
+          continue;
+        }
+        SampleEvent& event = events.emplace_back();
+        event.sample = static_cast<size_t>(i);
+        event.first_token = completion.first_token();
+        event.completed = !event.first_token && completion.error_code() == 0;
+        event.output_tokens = completion.token_ids_size();
+        event.error = completion.error_message();
+        event.coordinator_ttft_seconds = completion.timings().ttft_seconds();
       }
-      SampleEvent event;
-      event.sample = static_cast<size_t>(i);
-      event.first_token = completion.first_token();
-      event.completed = !event.first_token && completion.error_code() == 0;
-      event.output_tokens = completion.token_ids_size();
-      event.error = completion.error_message();
-      event.coordinator_ttft_seconds = completion.timings().ttft_seconds();
       {
         std::lock_guard<std::mutex> lock(mu_);
-        events_.push_back(std::move(event));
+        for (SampleEvent& event : events) events_.push_back(std::move(event));
       }
       changed_.notify_one();
     }

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "coordinator/admission.h"
+#include "coordinator/completion_batches.h"
 #include "proto/wire_conversion.h"
 #include "runtime/base/status_macros.h"
 
@@ -16,6 +17,9 @@ namespace rackserve::coordinator {
 namespace {
 
 constexpr absl::Duration kMonitorPeriod = absl::Milliseconds(100);
+// SubmitBatchPacked starts a new CompletionBatch message beyond this size (gRPC's default
+// receive limit is 4 MiB).
+constexpr size_t kMaxPackedBytes = size_t{1} << 20;
 const char* StateName(WorkerState state) {
   switch (state) {
     case WorkerState::kReady:
@@ -338,6 +342,44 @@ grpc::Status RackServiceImpl::Generate(grpc::ServerContext* context,
 grpc::Status RackServiceImpl::SubmitBatch(
     grpc::ServerContext* context,
     grpc::ServerReaderWriter<v1::Completion, v1::GenerateRequest>* stream) {
+  return RunBatch(
+      context,
+      [stream](std::vector<v1::GenerateRequest>* requests) {
+        requests->resize(1);
+        return stream->Read(&requests->front());
+      },
+      [stream](std::deque<v1::Completion> ready) {
+        for (const v1::Completion& completion : ready) {
+          if (!stream->Write(completion)) return false;
+        }
+        return true;
+      });
+}
+
+grpc::Status RackServiceImpl::SubmitBatchPacked(
+    grpc::ServerContext* context,
+    grpc::ServerReaderWriter<v1::CompletionBatch, v1::GenerateRequestBatch>* stream) {
+  return RunBatch(
+      context,
+      [stream](std::vector<v1::GenerateRequest>* requests) {
+        v1::GenerateRequestBatch batch;
+        if (!stream->Read(&batch)) return false;
+        requests->assign(std::make_move_iterator(batch.mutable_requests()->begin()),
+                         std::make_move_iterator(batch.mutable_requests()->end()));
+        return true;
+      },
+      [stream](std::deque<v1::Completion> ready) {
+        for (const v1::CompletionBatch& batch :
+             PackCompletions(std::move(ready), kMaxPackedBytes)) {
+          if (!stream->Write(batch)) return false;
+        }
+        return true;
+      });
+}
+
+grpc::Status RackServiceImpl::RunBatch(
+    grpc::ServerContext* context, absl::FunctionRef<bool(std::vector<v1::GenerateRequest>*)> read,
+    absl::FunctionRef<bool(std::deque<v1::Completion>)> write) {
   // One thread reads the requests and starts them (blocking while the rack has no credit); the
   // data path's threads queue completions; only this handler thread writes them and asks the
   // call whether its client is gone (ServerContext::IsCancelled plucks the call's completion
@@ -345,32 +387,37 @@ grpc::Status RackServiceImpl::SubmitBatch(
   // Read/Write). When the client goes away, the batch's requests are cancelled.
   BatchStream batch;
   std::atomic<bool> gone{false};
+  int64_t count = 0;
+  auto start = [&](const v1::GenerateRequest& request) {
+    if (++count > options_.max_batch_requests) {
+      batch.Refused(request.request_id(), absl::InvalidArgumentError(absl::StrCat(
+                                              "batch: more than ", options_.max_batch_requests,
+                                              " requests in one SubmitBatch stream")));
+      return;
+    }
+    absl::StatusOr<FlightRequest> prepared = Prepare(request);
+    if (!prepared.ok()) {
+      batch.Refused(request.request_id(), prepared.status());
+      return;
+    }
+    const std::string id = prepared->id;
+    prepared->stream_tokens = false;  // a batch answers with completions
+    if (!batch.Starting(id, request.notify_first_token(), rack_.clock->Now())) {
+      batch.Refused(id, absl::InvalidArgumentError(
+                            absl::StrCat("request_id: \"", id, "\" is already in flight")));
+      return;
+    }
+    const absl::Status started =
+        data_path_.Start(*std::move(prepared), &batch, [&gone] { return gone.load(); });
+    if (!started.ok()) batch.NotStarted(id, started);
+  };
   std::thread reader([&] {
-    v1::GenerateRequest request;
-    int64_t count = 0;
-    while (!gone && stream->Read(&request)) {
-      if (++count > options_.max_batch_requests) {
-        batch.Refused(request.request_id(),
-                      absl::InvalidArgumentError(
-                          absl::StrCat("batch: more than ", options_.max_batch_requests,
-                                       " requests in one SubmitBatch stream")));
-        continue;
+    std::vector<v1::GenerateRequest> requests;
+    while (!gone && read(&requests)) {
+      for (const v1::GenerateRequest& request : requests) {
+        if (gone) break;
+        start(request);
       }
-      absl::StatusOr<FlightRequest> prepared = Prepare(request);
-      if (!prepared.ok()) {
-        batch.Refused(request.request_id(), prepared.status());
-        continue;
-      }
-      const std::string id = prepared->id;
-      prepared->stream_tokens = false;  // a batch answers with completions
-      if (!batch.Starting(id, request.notify_first_token(), rack_.clock->Now())) {
-        batch.Refused(id, absl::InvalidArgumentError(
-                              absl::StrCat("request_id: \"", id, "\" is already in flight")));
-        continue;
-      }
-      const absl::Status started =
-          data_path_.Start(*std::move(prepared), &batch, [&gone] { return gone.load(); });
-      if (!started.ok()) batch.NotStarted(id, started);
     }
     batch.DoneReading();
   });
@@ -378,9 +425,7 @@ grpc::Status RackServiceImpl::SubmitBatch(
   while (true) {
     std::deque<v1::Completion> ready;
     const bool done = batch.Take(kMonitorPeriod, &ready);
-    for (const v1::Completion& completion : ready) {
-      if (!gone && !stream->Write(completion)) gone = true;
-    }
+    if (!gone && !ready.empty() && !write(std::move(ready))) gone = true;
     if (done) break;
     if (!gone && context->IsCancelled()) gone = true;
     if (gone) {

@@ -7,12 +7,13 @@
 // and timings (and may be empty). SubmitBatch runs a stream of requests (no thread per request;
 // the stream's reader blocks while the rack has no credit for the next one) and streams each
 // Completion as it finishes — and, for a request with notify_first_token, a first_token note
-// as soon as its first token is out. Its trailing metadata carries the job's MLPerf offline
-// figure ("batch-tokens-per-second": generated tokens / time from first issue to last
-// completion) and "batch-generated-tokens". Overload is RESOURCE_EXHAUSTED with "retry after
-// <ms> ms" in the message and trailing metadata "retry-after-ms". A client that goes away (a
-// Generate call or the whole SubmitBatch stream is cancelled or disconnects) cancels its
-// requests, waiting or running, within ~100 ms.
+// as soon as its first token is out. SubmitBatchPacked is SubmitBatch with many requests per
+// message and every completion ready at once in one message (under 1 MiB each). A batch's
+// trailing metadata carries the job's MLPerf offline figure ("batch-tokens-per-second":
+// generated tokens / time from first issue to last completion) and "batch-generated-tokens".
+// Overload is RESOURCE_EXHAUSTED with "retry after <ms> ms" in the message and trailing metadata
+// "retry-after-ms". A client that goes away (a Generate call or the whole SubmitBatch stream is
+// cancelled or disconnects) cancels its requests, waiting or running, within ~100 ms.
 //
 // The audit (RackStats.audit) is the DataPath's: tokens received from each worker, delivered to
 // clients, discarded.
@@ -24,10 +25,13 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "coordinator/data_path.h"
 #include "coordinator/rack_context.h"
 #include "rackserve/v1/rack.grpc.pb.h"
@@ -66,6 +70,9 @@ class RackServiceImpl final : public v1::Rack::Service {
   grpc::Status SubmitBatch(
       grpc::ServerContext* context,
       grpc::ServerReaderWriter<v1::Completion, v1::GenerateRequest>* stream) override;
+  grpc::Status SubmitBatchPacked(
+      grpc::ServerContext* context,
+      grpc::ServerReaderWriter<v1::CompletionBatch, v1::GenerateRequestBatch>* stream) override;
   grpc::Status Cancel(grpc::ServerContext* context, const v1::CancelRequest* request,
                       v1::CancelResponse* response) override;
   grpc::Status GetStats(grpc::ServerContext* context, const v1::StatsRequest* request,
@@ -83,6 +90,11 @@ class RackServiceImpl final : public v1::Rack::Service {
  private:
   RackServiceImpl(RackServiceOptions options, RackContext rack,
                   std::unique_ptr<model::Tokenizer> tokenizer);
+  // A batch stream, either wire form: `read` gives the next message's requests (false at the
+  // stream's end), `write` sends completions (false when the client is gone).
+  grpc::Status RunBatch(grpc::ServerContext* context,
+                        absl::FunctionRef<bool(std::vector<v1::GenerateRequest>*)> read,
+                        absl::FunctionRef<bool(std::deque<v1::Completion>)> write);
   // Validates the request; assigns an id when it has none.
   absl::StatusOr<FlightRequest> Prepare(const v1::GenerateRequest& request);
   // Drops what the service and the throughput audit keep for workers the registry forgot.

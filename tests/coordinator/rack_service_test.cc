@@ -699,6 +699,58 @@ TEST_F(RackServiceTest, SubmitBatchCompletesEveryRequestAndTheAuditAddsUp) {
   EXPECT_EQ(stats.devices_size(), 2);
 }
 
+// SubmitBatchPacked: many requests per message in, completions packed out; the outcome is
+// SubmitBatch's — every request completes once with its tokens, a bad one is refused naming the
+// field, the job's figure comes in the trailers — in fewer messages than completions.
+TEST_F(RackServiceTest, SubmitBatchPackedRunsManyRequestsPerMessage) {
+  grpc::ClientContext context;
+  auto stream = client_->SubmitBatchPacked(&context);
+  constexpr int kRequests = 300;
+  std::thread writer([&] {
+    v1::GenerateRequestBatch batch;
+    for (int i = 0; i < kRequests; ++i) {
+      *batch.add_requests() = Request(absl::StrCat("p", i), {i % 97 + 1, 2}, 6 + i % 5);
+      if (batch.requests_size() == 100 && !stream->Write(batch)) return;
+      if (batch.requests_size() == 100) batch.Clear();
+    }
+    *batch.add_requests() = Request("bad", {}, 4);
+    if (stream->Write(batch)) stream->WritesDone();
+  });
+  v1::CompletionBatch message;
+  int messages = 0, failed = 0;
+  std::set<std::string> done;
+  int64_t tokens = 0;
+  while (stream->Read(&message)) {
+    ++messages;
+    for (const v1::Completion& completion : message.completions()) {
+      if (completion.error_code() != 0) {
+        EXPECT_EQ(completion.request_id(), "bad");
+        EXPECT_EQ(completion.error_code(), static_cast<int>(absl::StatusCode::kInvalidArgument));
+        EXPECT_THAT(completion.error_message(), HasSubstr("prompt_token_ids"));
+        ++failed;
+        continue;
+      }
+      EXPECT_TRUE(done.insert(completion.request_id()).second) << completion.request_id();
+      const int i = std::stoi(completion.request_id().substr(1));
+      ASSERT_EQ(completion.token_ids_size(), 6 + i % 5);
+      for (int k = 0; k < completion.token_ids_size(); ++k) {
+        EXPECT_EQ(completion.token_ids(k), ExpectedToken({i % 97 + 1, 2}, k));
+      }
+      tokens += completion.token_ids_size();
+    }
+  }
+  writer.join();
+  ASSERT_TRUE(stream->Finish().ok());
+  EXPECT_EQ(done.size(), static_cast<size_t>(kRequests));
+  EXPECT_EQ(failed, 1);
+  EXPECT_LT(messages, kRequests + 1);
+  const auto& trailers = context.GetServerTrailingMetadata();
+  auto job_tokens = trailers.find("batch-generated-tokens");
+  ASSERT_NE(job_tokens, trailers.end());
+  EXPECT_EQ(std::string(job_tokens->second.data(), job_tokens->second.size()),
+            absl::StrCat(tokens));
+}
+
 TEST_F(RackServiceTest, SubmitBatchSendsFirstTokenNotesBeforeTheirCompletions) {
   for (auto& w : workers_) w->token_delay_ms_ = 10;
   grpc::ClientContext context;

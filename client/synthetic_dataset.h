@@ -1,12 +1,11 @@
-// The bench's synthetic MLPerf-llama2-like dataset: seeded prompts of random token ids whose input
-// and output lengths follow log-normal distributions clipped to [1, 1023] tokens.
+// The bench's synthetic MLPerf-llama2-like dataset: the simulated GPUs' calibration workload
+// (runtime/sim/mlperf_workload.h: seeded prompts of random token ids, input and output lengths
+// each a truncated gamma in [1, 1023] tokens, mean output 294, mean input 400 — an assumption),
+// so a rack of simulated GPUs runs the workload their profiles were fitted on.
 //
-// Output lengths: log-normal with mu 5.43, sigma 0.75, giving a mean near 294 tokens (the MLPerf
-// llama2-70b reference dataset's mean output, DESIGN.md). Input lengths: log-normal with mu 5.0,
-// sigma 0.7 (mean about 190 tokens) — an assumption standing in for the OpenOrca subset's input
-// lengths, not a measured figure. On CPU racks `max_output` < 1023 scales both distributions by
-// max_output / 1023 (the mean output becomes about 294 * max_output / 1023). Every sample also
-// fits max_context (input trimmed first). Pure and deterministic for a seed.
+// On CPU racks `max_output` < 1023 scales every length by max_output / 1023 (rounded, at least 1
+// token; the mean output becomes about 294 * max_output / 1023). Every sample also fits
+// max_context (input trimmed first). Pure and deterministic for a seed.
 #pragma once
 
 #include <cstdint>

@@ -1,7 +1,9 @@
 // rackctl batch --in requests.jsonl --out results.jsonl [--concurrency N]: sends every request of
-// the file through one SubmitBatch stream (at most N outstanding), shows a progress bar with rate
-// and ETA on stderr, and writes one result line per request, in the input's order. Exit 1 when a
-// request failed (its line carries the error) or the stream broke.
+// the file through one SubmitBatchPacked stream (at most N outstanding, up to 64 per message),
+// shows a progress bar with rate and ETA on stderr, and writes one result line per request, in
+// the input's order. Exit 1 when a request failed (its line carries the error) or the stream
+// broke.
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -24,6 +26,7 @@ namespace rackserve::client {
 namespace {
 
 constexpr char kCommand[] = "batch";
+constexpr int64_t kRequestsPerMessage = 64;
 
 std::string CodeName(int code) {
   return absl::StatusCodeToString(static_cast<absl::StatusCode>(code));
@@ -81,50 +84,59 @@ int RunBatch(const CommandContext& context, const std::vector<std::string>& argv
   }
 
   grpc::ClientContext call;
-  auto stream = (*rack)->stub().SubmitBatch(&call);
+  auto stream = (*rack)->stub().SubmitBatchPacked(&call);
   std::mutex mu;
   std::condition_variable cv;
   int64_t outstanding = 0;   // guarded by mu
   bool reader_done = false;  // guarded by mu
   std::thread writer([&] {
-    for (const RequestSpec& spec : *requests) {
+    for (size_t next = 0; next < requests->size();) {
+      int64_t room = 0;
       {
         std::unique_lock<std::mutex> lock(mu);
         cv.wait(lock, [&] { return outstanding < *concurrency || reader_done; });
         if (reader_done) break;
-        ++outstanding;
+        room = std::min({*concurrency - outstanding, kRequestsPerMessage,
+                         static_cast<int64_t>(requests->size() - next)});
+        outstanding += room;
       }
-      if (!stream->Write(ToGenerateRequest(spec))) break;
+      v1::GenerateRequestBatch batch;
+      for (int64_t k = 0; k < room; ++k) {
+        *batch.add_requests() = ToGenerateRequest((*requests)[next++]);
+      }
+      if (!stream->Write(batch)) break;
     }
     stream->WritesDone();
   });
   tools::ProgressBar progress("batch", "requests");
   int64_t done = 0, failed = 0;
-  v1::Completion completion;
-  while (stream->Read(&completion)) {
-    auto it = index.find(completion.request_id());
-    if (it != index.end()) {
-      RequestResult& r = results[it->second];
-      r.token_ids.assign(completion.token_ids().begin(), completion.token_ids().end());
-      r.finish_reason = FinishReasonName(completion.finish_reason());
-      r.prompt_tokens = completion.prompt_tokens();
-      r.queue_seconds = completion.timings().queue_seconds();
-      r.ttft_seconds = completion.timings().ttft_seconds();
-      r.total_seconds = completion.timings().total_seconds();
-      r.error = completion.error_code() == 0 ? ""
-                                             : absl::StrCat(CodeName(completion.error_code()), ": ",
-                                                            completion.error_message());
-      failed += completion.error_code() == 0 ? 0 : 1;
-      if (model.tokenizer != nullptr && completion.error_code() == 0) {
-        absl::StatusOr<std::string> decoded = model.tokenizer->Decode(r.token_ids);
-        r.has_text = decoded.ok();
-        if (decoded.ok()) r.text = *std::move(decoded);
+  v1::CompletionBatch batch;
+  while (stream->Read(&batch)) {
+    for (const v1::Completion& completion : batch.completions()) {
+      auto it = index.find(completion.request_id());
+      if (it != index.end()) {
+        RequestResult& r = results[it->second];
+        r.token_ids.assign(completion.token_ids().begin(), completion.token_ids().end());
+        r.finish_reason = FinishReasonName(completion.finish_reason());
+        r.prompt_tokens = completion.prompt_tokens();
+        r.queue_seconds = completion.timings().queue_seconds();
+        r.ttft_seconds = completion.timings().ttft_seconds();
+        r.total_seconds = completion.timings().total_seconds();
+        r.error = completion.error_code() == 0 ? ""
+                                               : absl::StrCat(CodeName(completion.error_code()),
+                                                              ": ", completion.error_message());
+        failed += completion.error_code() == 0 ? 0 : 1;
+        if (model.tokenizer != nullptr && completion.error_code() == 0) {
+          absl::StatusOr<std::string> decoded = model.tokenizer->Decode(r.token_ids);
+          r.has_text = decoded.ok();
+          if (decoded.ok()) r.text = *std::move(decoded);
+        }
       }
+      ++done;
     }
-    ++done;
     progress.Update(done, static_cast<int64_t>(requests->size()));
     std::lock_guard<std::mutex> lock(mu);
-    --outstanding;
+    outstanding -= batch.completions_size();
     cv.notify_all();
   }
   {
@@ -137,7 +149,9 @@ int RunBatch(const CommandContext& context, const std::vector<std::string>& argv
   const grpc::Status status = stream->Finish();
   for (const RequestResult& r : results) out << ResultJsonLine(r) << "\n";
   out.close();
-  if (!status.ok()) return ReportFailure(kCommand, (*rack)->Convert(status, "SubmitBatch"));
+  if (!status.ok()) {
+    return ReportFailure(kCommand, (*rack)->Convert(status, "SubmitBatchPacked"));
+  }
   const int64_t missing = static_cast<int64_t>(requests->size()) - done;
   if (failed > 0 || missing > 0) {
     return ReportFailure(

@@ -40,6 +40,13 @@ int32_t ExpectedToken(const std::vector<int32_t>& prompt, int64_t i) {
   return static_cast<int32_t>((sum * 31 + i * 7) % kVocab);
 }
 
+// The batch tests' request "bad" (an empty prompt): refused with a Completion naming the field.
+void ExpectEmptyPromptRefused(const v1::Completion& completion) {
+  EXPECT_EQ(completion.request_id(), "bad");
+  EXPECT_EQ(completion.error_code(), static_cast<int>(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(completion.error_message(), HasSubstr("prompt_token_ids"));
+}
+
 class FakeWorker final : public v1::WorkerService::Service {
  public:
   FakeWorker(std::string vm, std::string coordinator) : vm_(std::move(vm)) {
@@ -647,9 +654,7 @@ TEST_F(RackServiceTest, SubmitBatchCompletesEveryRequestAndTheAuditAddsUp) {
   int64_t tokens = 0;
   while (stream->Read(&completion)) {
     if (completion.error_code() != 0) {
-      EXPECT_EQ(completion.request_id(), "bad");
-      EXPECT_EQ(completion.error_code(), static_cast<int>(absl::StatusCode::kInvalidArgument));
-      EXPECT_THAT(completion.error_message(), HasSubstr("prompt_token_ids"));
+      ExpectEmptyPromptRefused(completion);
       ++failed;
       continue;
     }
@@ -724,9 +729,7 @@ TEST_F(RackServiceTest, SubmitBatchPackedRunsManyRequestsPerMessage) {
     ++messages;
     for (const v1::Completion& completion : message.completions()) {
       if (completion.error_code() != 0) {
-        EXPECT_EQ(completion.request_id(), "bad");
-        EXPECT_EQ(completion.error_code(), static_cast<int>(absl::StatusCode::kInvalidArgument));
-        EXPECT_THAT(completion.error_message(), HasSubstr("prompt_token_ids"));
+        ExpectEmptyPromptRefused(completion);
         ++failed;
         continue;
       }

@@ -202,6 +202,6 @@ int main(int argc, char** argv) {
   rackserve::tools::ParseCommandLine(
       argc, argv,
       "sim_gpu_bench [--profiles a,b] [--num_prompts N] [--path engine|host] "
-      "[--clock virtual|realtime] [--speedup F]");
+      "[--clock virtual|realtime] [--speedup F] [--deliver_at_end]");
   return rackserve::bench::Main();
 }

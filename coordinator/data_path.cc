@@ -12,6 +12,7 @@
 #include "grpcpp/security/credentials.h"
 #include "grpcpp/support/channel_arguments.h"
 #include "proto/wire_conversion.h"
+#include "runtime/base/thread_name.h"
 
 namespace rackserve::coordinator {
 namespace {
@@ -428,6 +429,7 @@ absl::Status DataPath::Cancel(const std::string& id) {
 }
 
 void DataPath::RedispatchLoop() {
+  base::NameThisThread("redispatch");
   while (true) {
     std::shared_ptr<Flight> flight;
     std::vector<std::unique_ptr<WorkerLink>> retired;

@@ -12,6 +12,7 @@
 #include "coordinator/completion_batches.h"
 #include "proto/wire_conversion.h"
 #include "runtime/base/status_macros.h"
+#include "runtime/base/thread_name.h"
 
 namespace rackserve::coordinator {
 namespace {
@@ -412,6 +413,7 @@ grpc::Status RackServiceImpl::RunBatch(
     if (!started.ok()) batch.NotStarted(id, started);
   };
   std::thread reader([&] {
+    base::NameThisThread("batch-read");
     std::vector<v1::GenerateRequest> requests;
     while (!gone && read(&requests)) {
       for (const v1::GenerateRequest& request : requests) {

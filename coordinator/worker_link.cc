@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "proto/wire_conversion.h"
+#include "runtime/base/thread_name.h"
 
 namespace rackserve::coordinator {
 namespace {
@@ -50,6 +51,7 @@ void WorkerLink::Close() {
 }
 
 void WorkerLink::WriteLoop() {
+  base::NameThisThread("link-write");
   while (true) {
     v1::ServeInbound batch;
     {
@@ -86,6 +88,7 @@ void WorkerLink::WriteLoop() {
 }
 
 void WorkerLink::ReadLoop() {
+  base::NameThisThread("link-read");
   stream_ = stub_->Serve(&context_);
   writer_ = std::thread([this] { WriteLoop(); });
   v1::ServeOutbound outbound;

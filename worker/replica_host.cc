@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "runtime/base/status_macros.h"
+#include "runtime/base/thread_name.h"
 
 namespace rackserve::worker {
 namespace {
@@ -192,6 +193,7 @@ ReplicaCounters ReplicaHost::counters() const {
 }
 
 void ReplicaHost::StepLoop() {
+  base::NameThisThread(absl::StrCat("step ", replica_id_));
   absl::Status failure;  // a copy of failure_ for the step thread
   while (true) {
     std::deque<Queued> queued;

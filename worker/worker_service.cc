@@ -6,6 +6,7 @@
 
 #include "absl/time/clock.h"
 #include "runtime/base/status_macros.h"
+#include "runtime/base/thread_name.h"
 #include "worker/serve_session.h"
 
 namespace rackserve::worker {
@@ -29,6 +30,7 @@ grpc::Status WorkerServiceImpl::Serve(
   const std::shared_ptr<ServeSession> session = ServeSession::Create(registry_);
   // Read fails both on half-close and on a broken call; the handler tells them apart.
   std::thread reader([&] {
+    base::NameThisThread("serve-read");
     v1::ServeInbound inbound;
     while (stream->Read(&inbound)) {
       for (const v1::ReplicaRequest& request : inbound.submit()) session->Submit(request);

@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/worker/failing_runner.h"
@@ -455,7 +456,10 @@ TEST(ReplicaHostTest, ConcurrentLateCancelsOnlyEndTheirOwnSubmission) {
 // deliver_at_end request with the tokens it held, then advertises no credit and refuses new
 // requests, naming the replica and the original failure.
 TEST(ReplicaHostTest, FailedEngineEndsItsRequestsUnavailableAndTakesNoMore) {
-  auto host = testing::LoadFailingHost("r0", testing::TinyModelDir(), /*fail_at=*/30, Options());
+  // Both requests are in the batch before the first step ends: the failure comes while both run.
+  absl::Notification submitted;
+  auto host = testing::LoadFailingHost("r0", testing::TinyModelDir(), /*fail_at=*/30, Options(),
+                                       &submitted);
   ASSERT_TRUE(host.ok()) << host.status();
   std::mt19937_64 rng(8);
   const auto collector = std::make_shared<Collector>();
@@ -464,8 +468,12 @@ TEST(ReplicaHostTest, FailedEngineEndsItsRequestsUnavailableAndTakesNoMore) {
   requests[1].deliver_at_end = true;
   const std::vector<int32_t> held_expected = EngineTokens(requests[1]);
   for (const ReplicaRequest& request : requests) {
-    ASSERT_TRUE((*host)->Submit(request, collector, collector->Tag(request.request_id)).ok());
+    const bool accepted =
+        (*host)->Submit(request, collector, collector->Tag(request.request_id)).ok();
+    if (!accepted) submitted.Notify();  // the host must not be left waiting
+    ASSERT_TRUE(accepted);
   }
+  submitted.Notify();
   ASSERT_TRUE(collector->WaitFinished(2));
   for (const char* id : {"f1", "f2"}) {
     const Collector::Result got = collector->Get(id);

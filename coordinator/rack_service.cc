@@ -179,6 +179,25 @@ v1::Completion ErrorCompletion(const std::string& id, const absl::Status& status
   return completion;
 }
 
+// Whether a call's client went away, asked of gRPC at most once per kMonitorPeriod:
+// ServerContext::IsCancelled plucks the call's completion queue (a hand-off to a gRPC thread and
+// back), too dear to ask after every write of a busy stream. A client that goes away is noticed
+// sooner by a failing Write.
+class ClientGoneCheck {
+ public:
+  explicit ClientGoneCheck(grpc::ServerContext* context) : context_(context) {}
+  bool operator()() {
+    const absl::Time now = absl::Now();
+    if (now < next_) return false;
+    next_ = now + kMonitorPeriod;
+    return context_->IsCancelled();
+  }
+
+ private:
+  grpc::ServerContext* const context_;
+  absl::Time next_ = absl::InfinitePast();
+};
+
 // One Generate call's output: chunks queue up on the data path's threads; the handler writes.
 class ChunkStream final : public FlightObserver {
  public:
@@ -323,6 +342,7 @@ grpc::Status RackServiceImpl::Generate(grpc::ServerContext* context,
       data_path_.Start(*std::move(prepared), &stream, [context] { return context->IsCancelled(); });
   if (!started.ok()) return WithRetryHint(context, started);
   // The only thread that writes to the call and asks whether its client is gone.
+  ClientGoneCheck client_gone(context);
   bool gone = false;
   while (true) {
     std::deque<v1::TokenChunk> chunks;
@@ -335,7 +355,7 @@ grpc::Status RackServiceImpl::Generate(grpc::ServerContext* context,
       if (gone) return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
       return WithRetryHint(context, error);
     }
-    if (!gone && context->IsCancelled()) gone = true;
+    if (!gone && client_gone()) gone = true;
     if (gone) data_path_.Cancel(id).IgnoreError();  // NOT_FOUND: it is ending anyway
   }
 }
@@ -424,12 +444,13 @@ grpc::Status RackServiceImpl::RunBatch(
     batch.DoneReading();
   });
 
+  ClientGoneCheck client_gone(context);
   while (true) {
     std::deque<v1::Completion> ready;
     const bool done = batch.Take(kMonitorPeriod, &ready);
     if (!gone && !ready.empty() && !write(std::move(ready))) gone = true;
     if (done) break;
-    if (!gone && context->IsCancelled()) gone = true;
+    if (!gone && client_gone()) gone = true;
     if (gone) {
       for (const std::string& id : batch.Running()) data_path_.Cancel(id).IgnoreError();
     }

@@ -55,6 +55,7 @@ teardown() {
     echo "--- logs (test failed) ---" >&2
     tail -n 20 "$tmp"/log/slurmctld.log "$job_dir"/{job.log,coordinator.log,preflight.log} \
       "$job_dir"/worker-0.log >&2 2>/dev/null
+    tail -n 5 "$tmp"/log/slurmd-*.log >&2 2>/dev/null || true
   fi
   rm -rf "$tmp"
   exit "$rc"
@@ -71,7 +72,10 @@ munged --force --key-file="$tmp/munge/munge.key" --socket="$tmp/munge/munge.sock
 
 step "slurmctld + $num_vms slurmd"
 host=$(hostname -s)
-ctld_port=$((20000 + RANDOM % 20000))
+# Below Linux's ephemeral range (32768 and up): a port there may be held by an outgoing
+# connection of a test running beside this one (once, one of the 18 slurmd never came up; its
+# log was gone, so the failure output now keeps every slurmd's last lines).
+ctld_port=$((20000 + RANDOM % 12000))
 node_port=$((ctld_port + 1))
 cat >"$SLURM_CONF" <<CONF
 ClusterName=rackserve-ci

@@ -3,6 +3,7 @@
 #include <pthread.h>
 
 #include <string>
+#include <string_view>
 #include <thread>
 
 #include "gtest/gtest.h"
@@ -17,24 +18,24 @@ std::string NameOf(pthread_t thread) {
   return name;
 }
 
-TEST(NameThisThreadTest, NamesTheCallingThreadOnly) {
-  const std::string before = NameOf(pthread_self());
+// The name a new thread has once it called NameThisThread(name).
+std::string NamedOnANewThread(std::string_view name) {
   std::string named;
   std::thread([&] {
-    NameThisThread("link-read");
+    NameThisThread(name);
     named = NameOf(pthread_self());
   }).join();
-  EXPECT_EQ(named, "link-read");
+  return named;
+}
+
+TEST(NameThisThreadTest, NamesTheCallingThreadOnly) {
+  const std::string before = NameOf(pthread_self());
+  EXPECT_EQ(NamedOnANewThread("link-read"), "link-read");
   EXPECT_EQ(NameOf(pthread_self()), before);
 }
 
 TEST(NameThisThreadTest, CutsLongNamesToFifteenBytes) {
-  std::string named;
-  std::thread([&] {
-    NameThisThread("step replica-0123456789");
-    named = NameOf(pthread_self());
-  }).join();
-  EXPECT_EQ(named, "step replica-01");
+  EXPECT_EQ(NamedOnANewThread("step replica-0123456789"), "step replica-01");
 }
 
 }  // namespace

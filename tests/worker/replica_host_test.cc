@@ -456,7 +456,8 @@ TEST(ReplicaHostTest, ConcurrentLateCancelsOnlyEndTheirOwnSubmission) {
 // deliver_at_end request with the tokens it held, then advertises no credit and refuses new
 // requests, naming the replica and the original failure.
 TEST(ReplicaHostTest, FailedEngineEndsItsRequestsUnavailableAndTakesNoMore) {
-  // Both requests are in the batch before the first step ends: the failure comes while both run.
+  // The first forward pass waits until both requests are submitted, so the failure (the 30th
+  // pass) comes while both run, however late this thread gets a CPU.
   absl::Notification submitted;
   auto host = testing::LoadFailingHost("r0", testing::TinyModelDir(), /*fail_at=*/30, Options(),
                                        &submitted);
